@@ -1,0 +1,206 @@
+"""collect: prompts -> teacher records, through distill.llm (the same path evaluate uses).
+
+Output: runs/<name>/collect/records-NNNNN.parquet (one row per prompt x teacher x sample, loadable with
+`datasets.load_dataset("parquet", ...)` or `load_records`), failures.jsonl, summary.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from distill.errors import InputError
+from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache, RunStats
+from distill.llm.runner import Budget
+from distill.progress import console, make_progress
+from distill.prompts import PromptSource, load_prompts
+from distill.rundir import base_summary, file_fingerprint, fingerprint, is_fresh, stage_output, write_json
+from distill.schema import Section
+
+RECORD_COLUMNS = [
+    "id", "prompt_id", "sample_index", "teacher", "model", "requested_model", "base_url", "messages", "completion",
+    "reasoning", "reasoning_status", "finish_reason", "prompt_tokens", "completion_tokens", "reasoning_tokens",
+    "cost_usd", "latency_s", "created_at", "response_id", "attempts", "params", "reference", "metadata",
+]
+
+
+class CollectConfig(Section):
+    prompts: PromptSource
+    teachers: list[EndpointConfig] = Field(min_length=1)
+    budget_usd: float | None = Field(default=None, gt=0, description="hard cap across all teachers")
+    output_format: Literal["parquet", "jsonl"] = "parquet"
+    shard_size: int = Field(default=100_000, gt=0, description="records per output shard")
+    progress: bool = True
+
+    @field_validator("teachers")
+    @classmethod
+    def _unique(cls, v: list[EndpointConfig]) -> list[EndpointConfig]:
+        names = [t.name for t in v]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"teacher names must be unique (repeated: {', '.join(sorted(dup))})")
+        return v
+
+
+def _requests(ds: Any, n: int) -> Any:
+    for start in range(0, len(ds), 1024):
+        batch = ds[start : start + 1024]
+        for j, msgs in enumerate(batch["messages"]):
+            yield ChatRequest(messages=msgs, samples=list(range(n)), tag=start + j)
+
+
+def _stats_text(stats: RunStats, t0: float) -> str:
+    dt = max(time.monotonic() - t0, 1e-6)
+    errs = " ".join(f"{k}={v}" for k, v in sorted(stats.errors.items()))
+    return (
+        f"{stats.completed / dt:6.1f} req/s {(stats.prompt_tokens + stats.completion_tokens) / dt:8.0f} tok/s "
+        f"${stats.cost_usd:.4f} cached={stats.from_cache} failed={stats.failed}" + (f" [red]{errs}" if errs else "")
+    )
+
+
+async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache) -> tuple[list[ChatRunner], list[dict[str, Any]]]:
+    budget = Budget(cfg.budget_usd)
+    failures: list[dict[str, Any]] = []
+    runners = [ChatRunner(t, cache, budget=budget) for t in cfg.teachers]
+    t0 = time.monotonic()
+    with make_progress(cfg.progress) as progress:
+        tasks = {r.ep.name: progress.add_task(f"collect {r.ep.name}", total=len(ds) * r.ep.params.n, stats="") for r in runners}
+
+        def on_result_for(runner: ChatRunner):
+            def on_result(req: ChatRequest, records: Any, error: str | None, from_cache: bool) -> None:
+                if error is not None:
+                    failures.append({"prompt_id": ds[req.tag]["prompt_id"], "teacher": runner.ep.name,
+                                     "sample_indices": req.samples, "error": error})
+            return on_result
+
+        async def refresh() -> None:
+            while True:
+                for r in runners:
+                    s = r.stats
+                    progress.update(tasks[r.ep.name], completed=s.completed + s.from_cache + s.failed + s.not_sent,
+                                    stats=_stats_text(s, t0))
+                await asyncio.sleep(0.25)
+
+        ticker = asyncio.create_task(refresh())
+        try:
+            results = await asyncio.gather(
+                *(r.run(_requests(ds, r.ep.params.n), on_result_for(r)) for r in runners), return_exceptions=True
+            )
+        finally:
+            ticker.cancel()
+        for r in runners:
+            progress.update(tasks[r.ep.name], completed=r.stats.requests_total, stats=_stats_text(r.stats, t0))
+    for res in results:
+        if isinstance(res, BaseException):
+            raise res
+    return runners, failures
+
+
+def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[ChatRunner], out: Path) -> int:
+    """Write cached records in prompt order as shards; returns the number written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows: list[dict[str, Any]] = []
+    shard = 0
+    written = 0
+
+    def flush() -> None:
+        nonlocal shard, rows
+        if not rows:
+            return
+        if cfg.output_format == "parquet":
+            pq.write_table(pa.Table.from_pylist(rows), out / f"records-{shard:05d}.parquet")
+        else:
+            with (out / f"records-{shard:05d}.jsonl").open("w", encoding="utf-8") as f:
+                for r in rows:
+                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        shard += 1
+        rows = []
+
+    for runner in runners:
+        n = runner.ep.params.n
+        for start in range(0, len(ds), 1000):
+            batch = ds[start : start + 1000]
+            keys = [runner.sample_keys(m, list(range(n))) for m in batch["messages"]]
+            found = cache.get_many([k for ks in keys for k in ks])
+            for j, ks in enumerate(keys):
+                for k in ks:
+                    rec = found.get(k)
+                    if rec is None:
+                        continue
+                    row = {c: rec.get(c) for c in RECORD_COLUMNS}
+                    row.update(prompt_id=batch["prompt_id"][j], teacher=runner.ep.name,
+                               messages=runner.full_messages(batch["messages"][j]),
+                               reference=batch["reference"][j], metadata=batch["metadata"][j])
+                    rows.append(row)
+                    written += 1
+                    if len(rows) >= cfg.shard_size:
+                        flush()
+    flush()
+    return written
+
+
+def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force: bool = False) -> dict[str, Any]:
+    """Run the collect stage; returns its summary (also written to stage_dir/summary.json)."""
+    t_start = time.monotonic()
+    ds, prompt_stats = load_prompts(cfg.prompts)
+    src = Path(cfg.prompts.path)
+    config_json = cfg.model_dump(mode="json")
+    fp = fingerprint(config_json, file_fingerprint(src) if src.exists() else cfg.prompts.path)
+    if not force and is_fresh(stage_dir, fp):
+        console.print(f"collect: up to date in {stage_dir} (use --force to re-run)")
+        return json.loads((stage_dir / "summary.json").read_text())
+    if prompt_stats["duplicates"]:
+        console.print(f"[yellow]collect: {prompt_stats['duplicates']} duplicate prompts (same id) skipped")
+    cache = ResponseCache(cache_path)
+    try:
+        runners, failures = asyncio.run(_collect(cfg, ds, cache))
+        total = RunStats()
+        for r in runners:
+            total.merge(r.stats)
+        with stage_output(stage_dir) as out:
+            written = _export(cfg, ds, cache, runners, out)
+            with (out / "failures.jsonl").open("w") as f:
+                for fl in failures:
+                    f.write(json.dumps(fl) + "\n")
+            summary = base_summary("collect", fp, config_json)
+            summary.update(total.summary())
+            summary.update(
+                complete=total.failed == 0 and total.not_sent == 0,
+                prompts=len(ds),
+                duplicate_prompts=prompt_stats["duplicates"],
+                records=written,
+                cache_path=str(cache_path),
+                per_teacher={r.ep.name: {**r.stats.summary(), "price_known": r.price.known} for r in runners},
+                wall_time_s=round(time.monotonic() - t_start, 3),
+            )
+            write_json(out / "summary.json", summary)
+    finally:
+        cache.close()
+    for r in runners:
+        if not r.price.known:
+            console.print(f"[yellow]collect: no price known for model {r.ep.model!r} ({r.ep.name}); cost counted as $0 "
+                          "(set `price: {prompt: X, completion: Y}` in $/1M tokens)")
+    if total.stopped:
+        console.print(f"[yellow]collect stopped early: {total.stopped}")
+    return summary
+
+
+def load_records(stage_dir: str | Path) -> Any:
+    """The collect output as a `datasets.Dataset` (Arrow, memory-mapped)."""
+    import datasets
+
+    stage_dir = Path(stage_dir)
+    files = sorted(stage_dir.glob("records-*.parquet"))
+    if files:
+        return datasets.load_dataset("parquet", data_files=[str(f) for f in files], split="train")
+    files = sorted(stage_dir.glob("records-*.jsonl"))
+    if files:
+        return datasets.load_dataset("json", data_files=[str(f) for f in files], split="train")
+    raise InputError(f"{stage_dir}: no records-*.parquet or records-*.jsonl shards")

@@ -1,0 +1,346 @@
+"""Many chat requests against one endpoint: bounded concurrency, RPM/TPM limits, retries, cache, cost, budget.
+
+Why our own loop and not the SDK's retries: we need retry decisions per error kind (no retry on 4xx config
+errors, `Retry-After` honoured for every worker at once), a breaker that stops a run of failures instead of
+burning the retry budget on every prompt, a response durable in the cache before it counts, and the budget
+checked against the worst case of everything in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from distill.errors import redact
+from distill.llm.cache import ResponseCache, request_key, sample_key
+from distill.llm.endpoint import EndpointConfig
+from distill.llm.errors import EmptyChoices, Failure, RunStopped, classify
+from distill.llm.parse import parse_message, usage_fields
+from distill.llm.pricing import Price, price_for
+from distill.llm.ratelimit import RateLimiter
+
+ASSUMED_MAX_OUTPUT = 4096  # worst-case output when no max_tokens is set (budget and TPM estimates)
+
+
+@dataclass
+class ChatRequest:
+    """One prompt to send; `samples` are the sample indices wanted; `tag` comes back with the result."""
+
+    messages: list[dict[str, Any]]
+    samples: list[int] = field(default_factory=lambda: [0])
+    tag: Any = None
+
+
+@dataclass
+class RunStats:
+    requests_total: int = 0  # prompt x sample pairs asked for
+    completed: int = 0  # samples answered by the API in this run
+    from_cache: int = 0  # samples already in the cache
+    failed: int = 0  # samples given up on
+    not_sent: int = 0  # samples never sent (budget reached, run stopped)
+    http_requests: int = 0  # attempts sent over the wire
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost_usd: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    errors: Counter = field(default_factory=Counter)
+    stopped: str | None = None
+
+    def merge(self, other: RunStats) -> None:
+        for name in ("requests_total", "completed", "from_cache", "failed", "not_sent", "http_requests",
+                     "prompt_tokens", "completion_tokens", "reasoning_tokens", "cost_usd"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.latencies.extend(other.latencies)
+        self.errors.update(other.errors)
+        self.stopped = self.stopped or other.stopped
+
+    def summary(self) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+
+        def pct(p: float) -> float | None:
+            return round(lat[min(len(lat) - 1, int(p * len(lat)))], 4) if lat else None
+
+        return {
+            "requests_total": self.requests_total,
+            "completed": self.completed,
+            "failed": self.failed,
+            "from_cache": self.from_cache,
+            "not_sent": self.not_sent,
+            "http_requests": self.http_requests,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+            "cost_usd": round(self.cost_usd, 6),
+            "latency_p50_s": pct(0.50),
+            "latency_p95_s": pct(0.95),
+            "errors": dict(self.errors),
+            "stopped": self.stopped,
+        }
+
+
+class Budget:
+    """A hard $ cap shared by all runners of a stage: each request reserves its worst case before it is sent."""
+
+    def __init__(self, limit_usd: float | None):
+        self.limit = limit_usd
+        self.spent = 0.0
+        self.reserved = 0.0
+
+    def try_reserve(self, worst: float) -> bool:
+        if self.limit is None:
+            return True
+        if self.spent + self.reserved + worst > self.limit + 1e-12:
+            return False
+        self.reserved += worst
+        return True
+
+    def settle(self, reserved: float, actual: float) -> None:
+        if self.limit is not None:
+            self.reserved -= reserved
+        self.spent += actual
+
+
+def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
+    """chars/4 + per-message overhead: only for rate limiting and budget reservations, never billed."""
+    return sum(len(str(m.get("content") or "")) // 4 + 4 for m in messages) + 3
+
+
+OnResult = Callable[[ChatRequest, list[dict[str, Any]] | None, str | None, bool], None]
+
+
+class ChatRunner:
+    """Sends `ChatRequest`s to one endpoint; results land in the cache, then `on_result` is told."""
+
+    def __init__(
+        self,
+        endpoint: EndpointConfig,
+        cache: ResponseCache,
+        *,
+        budget: Budget | None = None,
+        on_progress: Callable[[RunStats], None] | None = None,
+    ):
+        self.ep = endpoint
+        self.cache = cache
+        self.budget = budget or Budget(None)
+        self.price: Price = price_for(endpoint)
+        self.stats = RunStats()
+        self.limiter = RateLimiter(endpoint.rpm, endpoint.tpm)
+        self._params = endpoint.params.request_kwargs()
+        self._params_json = json.dumps(self._params, sort_keys=True)
+        self._cooldown_until = 0.0
+        self._consecutive_failures = 0
+        self._stop: str | None = None
+        self._fatal: str | None = None
+        self._on_progress = on_progress
+        max_out = endpoint.params.max_output_tokens
+        self._max_out = max_out if max_out is not None else ASSUMED_MAX_OUTPUT
+
+    # -- keys ------------------------------------------------------------------------------------------------
+    def full_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.ep.system_prompt and not (messages and messages[0].get("role") == "system"):
+            return [{"role": "system", "content": self.ep.system_prompt}, *messages]
+        return messages
+
+    def request_key(self, messages: list[dict[str, Any]]) -> str:
+        return request_key(self.ep.base_url, self.ep.model, self._params, self.full_messages(messages))
+
+    def sample_keys(self, messages: list[dict[str, Any]], samples: list[int]) -> list[str]:
+        rk = self.request_key(messages)
+        return [sample_key(rk, i) for i in samples]
+
+    # -- the run ---------------------------------------------------------------------------------------------
+    async def run(self, requests: Iterable[ChatRequest], on_result: OnResult) -> RunStats:
+        """Send every request not in the cache; returns stats. Raises `RunStopped` on a fatal error."""
+        client = openai.AsyncOpenAI(
+            base_url=self.ep.base_url,
+            api_key=self.ep.api_key.get_secret_value(),
+            max_retries=0,
+            timeout=self.ep.timeout_s,
+            default_headers=self.ep.headers or None,
+            http_client=openai.DefaultAioHttpClient(timeout=self.ep.timeout_s),
+        )
+        queue: asyncio.Queue[tuple[ChatRequest, list[str]] | None] = asyncio.Queue(maxsize=2 * self.ep.concurrency)
+        workers = [asyncio.create_task(self._worker(client, queue, on_result)) for _ in range(self.ep.concurrency)]
+        try:
+            await self._produce(requests, queue, on_result)
+            for _ in workers:
+                await queue.put(None)
+            await asyncio.gather(*workers)
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            await client.close()
+        if self._fatal:
+            self.stats.stopped = self._fatal
+            raise RunStopped(self._fatal)
+        self.stats.stopped = self._stop
+        return self.stats
+
+    async def _produce(self, requests: Iterable[ChatRequest], queue: asyncio.Queue, on_result: OnResult) -> None:
+        batch: list[ChatRequest] = []
+
+        async def flush() -> None:
+            keys = [self.sample_keys(r.messages, r.samples) for r in batch]
+            cached = self.cache.get_many([k for ks in keys for k in ks])
+            for req, ks in zip(batch, keys, strict=True):
+                self.stats.requests_total += len(ks)
+                if self._stop:
+                    self.stats.not_sent += len(ks)
+                    continue
+                hits = [cached[k] for k in ks if k in cached]
+                self.stats.from_cache += len(hits)
+                if len(hits) == len(ks):
+                    on_result(req, hits, None, True)
+                    continue
+                missing = [(i, k) for i, k in zip(req.samples, ks, strict=True) if k not in cached]
+                if hits:
+                    on_result(ChatRequest(req.messages, [r["sample_index"] for r in hits], req.tag), hits, None, True)
+                await queue.put((ChatRequest(req.messages, [i for i, _ in missing], req.tag), [k for _, k in missing]))
+            batch.clear()
+
+        for req in requests:
+            batch.append(req)
+            if len(batch) >= 256:
+                await flush()
+        if batch:
+            await flush()
+
+    async def _worker(self, client: openai.AsyncOpenAI, queue: asyncio.Queue, on_result: OnResult) -> None:
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            req, keys = item
+            if self._stop:
+                self.stats.not_sent += len(keys)
+                continue
+            await self._one(client, req, keys, on_result)
+
+    async def _one(self, client: openai.AsyncOpenAI, req: ChatRequest, keys: list[str], on_result: OnResult) -> None:
+        messages = self.full_messages(req.messages)
+        pending = dict(zip(req.samples, keys, strict=True))
+        est_prompt = estimate_prompt_tokens(messages)
+        attempt = 0
+        last: Failure | None = None
+        while pending:
+            if self._stop:
+                self.stats.not_sent += len(pending)
+                return
+            n = len(pending)
+            worst = self.price.cost(est_prompt, self._max_out * n)
+            if not self.budget.try_reserve(worst):
+                self._stop = self._stop or (
+                    f"budget_usd {self.budget.limit} reached: spent ${self.budget.spent:.4f}, "
+                    f"${self.budget.reserved:.4f} in flight; the next request could cost up to ${worst:.4f}"
+                )
+                self.stats.not_sent += n
+                return
+            attempt += 1
+            wait = self._cooldown_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            est_tokens = est_prompt + self._max_out * n
+            await self.limiter.acquire(est_tokens)
+            self.stats.http_requests += 1
+            t0 = time.monotonic()
+            try:
+                resp = await client.chat.completions.create(
+                    model=self.ep.model, messages=messages, n=n, **self._params  # type: ignore[arg-type]
+                ) if n > 1 else await client.chat.completions.create(
+                    model=self.ep.model, messages=messages, **self._params  # type: ignore[arg-type]
+                )
+                if not getattr(resp, "choices", None):
+                    raise EmptyChoices()
+            except Exception as err:  # noqa: BLE001 - every failure is classified below
+                self.budget.settle(worst, 0.0)
+                self.limiter.settle(est_tokens, 0)
+                last = classify(err, self.ep.name, self.ep.base_url, self.ep.model)
+                last.message = redact(last.message, self.ep.secrets)
+                self.stats.errors[last.kind] += 1
+                if last.fatal:
+                    self._fatal = self._fatal or last.message
+                    self._stop = self._stop or last.message
+                    self.stats.failed += len(pending)
+                    on_result(req, None, last.message, False)
+                    return
+                if last.retryable and attempt < self.ep.retry.max_attempts:
+                    delay = min(self.ep.retry.max_delay_s, self.ep.retry.base_delay_s * 2 ** (attempt - 1))
+                    delay *= 0.5 + random.random()  # jitter: do not retry in lockstep
+                    if last.retry_after is not None:
+                        delay = max(delay, last.retry_after)
+                        self._cooldown_until = max(self._cooldown_until, time.monotonic() + last.retry_after)
+                    await asyncio.sleep(delay)
+                    continue
+                self._fail(req, pending, last, attempt, on_result)
+                return
+            latency = time.monotonic() - t0
+            records = self._records(resp, pending, latency, attempt)
+            usage = usage_fields(resp.usage)
+            cost = self.price.cost(usage["prompt_tokens"], usage["completion_tokens"])
+            self.budget.settle(worst, cost)
+            self.limiter.settle(est_tokens, usage["prompt_tokens"] + usage["completion_tokens"])
+            self.cache.put_many((r["id"], self.ep.name, r["sample_index"], r) for r in records)
+            # counted only now that the response is durable
+            for r in records:
+                pending.pop(r["sample_index"])
+            self.stats.completed += len(records)
+            self.stats.prompt_tokens += usage["prompt_tokens"]
+            self.stats.completion_tokens += usage["completion_tokens"]
+            self.stats.reasoning_tokens += usage["reasoning_tokens"]
+            self.stats.cost_usd += cost
+            self.stats.latencies.append(latency)
+            self._consecutive_failures = 0
+            on_result(ChatRequest(req.messages, [r["sample_index"] for r in records], req.tag), records, None, False)
+
+    def _fail(self, req: ChatRequest, pending: dict[int, str], failure: Failure, attempts: int, on_result: OnResult) -> None:
+        self.stats.failed += len(pending)
+        self._consecutive_failures += 1
+        msg = f"{failure.message} (gave up after {attempts} attempt{'s' if attempts > 1 else ''})"
+        on_result(ChatRequest(req.messages, list(pending), req.tag), None, msg, False)
+        limit = self.ep.retry.max_consecutive_failures
+        if self._consecutive_failures >= limit and not self._stop:
+            self._fatal = f"{self._consecutive_failures} requests in a row failed; stopping the run. Last error: {msg}"
+            self._stop = self._fatal
+
+    def _records(self, resp: Any, pending: dict[int, str], latency: float, attempts: int) -> list[dict[str, Any]]:
+        usage = usage_fields(resp.usage)
+        choices = list(resp.choices)[: len(pending)]
+        parsed = [parse_message(c.message) for c in choices]
+        lengths = [len(p["completion"]) + len(p["reasoning"] or "") for p in parsed]
+        total_len = sum(lengths) or 1
+        share = [(ln / total_len) if sum(lengths) else 1 / len(parsed) for ln in lengths]
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        out = []
+        for (index, key), choice, p, s in zip(pending.items(), choices, parsed, share, strict=False):
+            completion_tokens = round(usage["completion_tokens"] * s)
+            out.append({
+                "id": key,
+                "endpoint": self.ep.name,
+                "model": getattr(resp, "model", None) or self.ep.model,
+                "requested_model": self.ep.model,
+                "base_url": self.ep.base_url,
+                "sample_index": index,
+                **p,
+                "finish_reason": getattr(choice, "finish_reason", None),
+                "prompt_tokens": usage["prompt_tokens"],
+                "completion_tokens": completion_tokens,
+                "reasoning_tokens": round(usage["reasoning_tokens"] * s),
+                # the request's cost split across its samples so that records sum to the bill
+                "cost_usd": self.price.cost(usage["prompt_tokens"] * s, usage["completion_tokens"] * s),
+                "latency_s": round(latency, 4),
+                "created_at": created,
+                "response_id": getattr(resp, "id", None),
+                "attempts": attempts,
+                "params": self._params_json,
+            })
+        return out

@@ -1,0 +1,243 @@
+"""Prompt sources (JSONL, CSV, Parquet, HF dataset dir or hub name) -> chat messages with stable ids.
+
+The result is an Arrow-backed `datasets.Dataset` with columns `prompt_id`, `messages`, `reference`, `metadata`
+(JSON of the source's other fields), so a million prompts never become a Python list of dicts.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import string
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from distill.errors import InputError
+
+
+class PromptSource(BaseModel):
+    """Where prompts come from and how a row becomes chat messages (exactly one of field/template/messages_field)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(description="JSONL/CSV/Parquet file, a saved HF dataset dir, or a hub dataset name")
+    format: Literal["auto", "jsonl", "csv", "parquet", "hf"] = "auto"
+    split: str = Field(default="train", description="split, for HF datasets")
+    subset: str | None = Field(default=None, description="config name, for hub datasets")
+    field: str | None = Field(default=None, description="column holding the user prompt text")
+    template: str | None = Field(default=None, description="Python format string over the row, e.g. 'Q: {question}'")
+    messages_field: str | None = Field(default=None, description="column holding ready chat messages")
+    id_field: str | None = Field(default=None, description="column with a stable id; default: hash of the messages")
+    reference_field: str | None = Field(default=None, description="column with the reference answer (kept for curate)")
+    system_prompt: str | None = None
+    limit: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> PromptSource:
+        ways = [w for w in ("field", "template", "messages_field") if getattr(self, w)]
+        if len(ways) != 1:
+            raise ValueError("set exactly one of field, template, messages_field" + (f" (got {', '.join(ways)})" if ways else ""))
+        return self
+
+
+def _detect_format(src: PromptSource) -> str:
+    if src.format != "auto":
+        return src.format
+    p = Path(src.path)
+    suffix = p.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return "jsonl"
+    if suffix in (".csv", ".tsv"):
+        return "csv"
+    if suffix == ".parquet" or (p.is_dir() and any(p.glob("*.parquet")) and not (p / "dataset_info.json").exists()
+                                and not (p / "dataset_dict.json").exists()):
+        return "parquet"
+    return "hf"
+
+
+def _rows_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(row, dict):
+                raise InputError(f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}")
+            yield f"{path}:{lineno}", row
+
+
+def _rows_csv(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+        for row in reader:
+            yield f"{path}:{reader.line_num}", dict(row)
+
+
+def _rows_parquet(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    import pyarrow.parquet as pq
+
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    for file in files:
+        pf = pq.ParquetFile(file)
+        n = 0
+        for batch in pf.iter_batches(batch_size=4096):
+            for row in batch.to_pylist():
+                n += 1
+                yield f"{file}:row {n}", row
+
+
+def _rows_hf(src: PromptSource) -> Iterator[tuple[str, dict[str, Any]]]:
+    import datasets
+
+    p = Path(src.path)
+    try:
+        if p.exists():
+            ds = datasets.load_from_disk(str(p))
+        else:
+            ds = datasets.load_dataset(src.path, src.subset, split=src.split)
+    except Exception as e:  # noqa: BLE001 - any loader failure is a user-facing input problem
+        raise InputError(f"{src.path}: cannot load as a Hugging Face dataset ({type(e).__name__}: {e})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if src.split not in ds:
+            raise InputError(f"{src.path}: no split {src.split!r} (splits: {', '.join(ds)})")
+        ds = ds[src.split]
+    for i, row in enumerate(ds):
+        yield f"{src.path}[{src.split}] row {i}", row
+
+
+def iter_rows(src: PromptSource) -> Iterator[tuple[str, dict[str, Any]]]:
+    fmt = _detect_format(src)
+    path = Path(src.path)
+    if fmt != "hf" and not path.exists():
+        raise InputError(f"prompts.path: {path} does not exist")
+    if fmt == "jsonl":
+        return _rows_jsonl(path)
+    if fmt == "csv":
+        return _rows_csv(path)
+    if fmt == "parquet":
+        return _rows_parquet(path)
+    return _rows_hf(src)
+
+
+def _messages(src: PromptSource, where: str, row: dict[str, Any]) -> list[dict[str, str]]:
+    def missing(name: str, what: str) -> InputError:
+        return InputError(f"{where}: {what} {name!r} not found; the row has fields: {', '.join(map(str, row)) or '(none)'}")
+
+    if src.messages_field:
+        if src.messages_field not in row:
+            raise missing(src.messages_field, "prompts.messages_field")
+        msgs = row[src.messages_field]
+        if isinstance(msgs, str):
+            try:
+                msgs = json.loads(msgs)
+            except json.JSONDecodeError:
+                raise InputError(f"{where}: {src.messages_field!r} is a string that is not JSON chat messages") from None
+        if not isinstance(msgs, list) or not all(isinstance(m, dict) and "role" in m and "content" in m for m in msgs):
+            raise InputError(f"{where}: {src.messages_field!r} must be a list of {{role, content}} messages")
+        out = [{"role": str(m["role"]), "content": str(m["content"])} for m in msgs]
+        # a trailing assistant turn is the reference, not part of the prompt
+        if out and out[-1]["role"] == "assistant":
+            out = out[:-1]
+        if not out:
+            raise InputError(f"{where}: {src.messages_field!r} has no user turn")
+    elif src.template:
+        try:
+            text = src.template.format_map(row)
+        except KeyError as e:
+            raise missing(e.args[0], "prompts.template field") from None
+        out = [{"role": "user", "content": text}]
+    else:
+        assert src.field is not None
+        if src.field not in row:
+            raise missing(src.field, "prompts.field")
+        out = [{"role": "user", "content": str(row[src.field])}]
+    if src.system_prompt and out[0]["role"] != "system":
+        out.insert(0, {"role": "system", "content": src.system_prompt})
+    return out
+
+
+def _jsonable(v: Any) -> Any:
+    try:
+        json.dumps(v)
+        return v
+    except TypeError:
+        return str(v)
+
+
+def prompt_id_for(messages: list[dict[str, str]]) -> str:
+    blob = json.dumps(messages, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load_prompts(src: PromptSource) -> tuple[Any, dict[str, int]]:
+    """Read a prompt source into a `datasets.Dataset`; duplicates (same id) are dropped and counted."""
+    import datasets
+
+    if src.template:
+        fields = [f for _, f, _, _ in string.Formatter().parse(src.template) if f]
+        if not fields:
+            raise InputError(f"prompts.template: {src.template!r} names no field (write e.g. '{{question}}')")
+    seen: set[str] = set()
+    cols: dict[str, list[Any]] = {"prompt_id": [], "messages": [], "reference": [], "metadata": []}
+    batches: list[pa.RecordBatch] = []
+    stats = {"rows": 0, "duplicates": 0}
+    for where, row in iter_rows(src):
+        stats["rows"] += 1
+        messages = _messages(src, where, row)
+        if src.id_field:
+            if src.id_field not in row:
+                raise InputError(f"{where}: prompts.id_field {src.id_field!r} not found; the row has fields: {', '.join(map(str, row))}")
+            pid = str(row[src.id_field])
+        else:
+            pid = prompt_id_for(messages)
+        if pid in seen:
+            stats["duplicates"] += 1
+            continue
+        seen.add(pid)
+        ref = None
+        if src.reference_field:
+            if src.reference_field not in row:
+                raise InputError(
+                    f"{where}: prompts.reference_field {src.reference_field!r} not found; the row has fields: {', '.join(map(str, row))}"
+                )
+            r = row[src.reference_field]
+            ref = r if isinstance(r, str) or r is None else json.dumps(_jsonable(r))
+        skip = {src.field, src.messages_field, src.reference_field}
+        meta = {k: _jsonable(v) for k, v in row.items() if k not in skip}
+        cols["prompt_id"].append(pid)
+        cols["messages"].append(messages)
+        cols["reference"].append(ref)
+        cols["metadata"].append(json.dumps(meta, ensure_ascii=False))
+        if len(cols["prompt_id"]) >= 50_000:
+            batches.append(_batch(cols))
+        if src.limit and len(seen) >= src.limit:
+            break
+    if cols["prompt_id"] or not batches:
+        batches.append(_batch(cols))
+    if stats["rows"] == 0:
+        raise InputError(f"prompts.path: {src.path} has no rows")
+    table = pa.Table.from_batches(batches)
+    return datasets.Dataset(table), stats
+
+
+_SCHEMA = pa.schema([
+    ("prompt_id", pa.string()),
+    ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+    ("reference", pa.string()),
+    ("metadata", pa.string()),
+])
+
+
+def _batch(cols: dict[str, list[Any]]) -> pa.RecordBatch:
+    b = pa.RecordBatch.from_pydict(cols, schema=_SCHEMA)
+    for v in cols.values():
+        v.clear()
+    return b
