@@ -44,6 +44,10 @@ def _retry_after(err: openai.APIStatusError) -> float | None:
 def classify(err: BaseException, endpoint_name: str, base_url: str, model: str) -> Failure:
     where = f"'{endpoint_name}' ({base_url}, model {model!r})"
     if isinstance(err, openai.APITimeoutError):
+        cause = str(err.__cause__ or "")
+        # the SDK's aiohttp transport reports a connection the server dropped as a (connect) timeout
+        if "disconnected" in cause.lower() or "reset" in cause.lower():
+            return Failure("connection", True, False, f"{where} dropped the connection: {cause}")
         return Failure("timeout", True, False, f"request to {where} timed out")
     if isinstance(err, openai.APIConnectionError):
         cause = err.__cause__ or err

@@ -11,10 +11,12 @@ import time
 
 
 class Bucket:
+    """Refills at per_minute/60 per second; holds at most one second's worth, so a limit is never burst past."""
+
     def __init__(self, per_minute: float):
         self.rate = per_minute / 60.0
-        self.capacity = per_minute
-        self.level = per_minute
+        self.capacity = max(self.rate, 1.0)
+        self.level = self.capacity
         self.t = time.monotonic()
         self._lock = asyncio.Lock()
 
@@ -24,7 +26,7 @@ class Bucket:
         self.t = now
 
     async def take(self, amount: float) -> None:
-        amount = min(amount, self.capacity)  # a request larger than a minute's budget waits for a full bucket
+        amount = min(amount, self.capacity)  # a request larger than the bucket waits for a full one; settle() charges the rest
         async with self._lock:
             while True:
                 self._refill()
