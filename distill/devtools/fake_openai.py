@@ -84,6 +84,8 @@ class FakeOpenAI:
         if fault == "timeout":
             self._log(key=key, attempt=attempt, status=0, kind=fault)
             await asyncio.sleep(self.hang_s)
+            # the client has given up by now: answering would log a response nobody received
+            return web.json_response({"error": {"message": "hung"}}, status=504)
         if fault == "drop":
             self._log(key=key, attempt=attempt, status=0, kind=fault)
             assert request.transport is not None

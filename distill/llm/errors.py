@@ -41,13 +41,23 @@ def _retry_after(err: openai.APIStatusError) -> float | None:
     return None
 
 
+def _connection_cause(err: BaseException) -> str | None:
+    seen = 0
+    cause: BaseException | None = err.__cause__
+    while cause is not None and seen < 5:
+        if isinstance(cause, ConnectionError) or "disconnected" in str(cause).lower():
+            return f"{type(cause).__name__}: {cause}"
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return None
+
+
 def classify(err: BaseException, endpoint_name: str, base_url: str, model: str) -> Failure:
     where = f"'{endpoint_name}' ({base_url}, model {model!r})"
     if isinstance(err, openai.APITimeoutError):
-        cause = str(err.__cause__ or "")
-        # the SDK's aiohttp transport reports a connection the server dropped as a (connect) timeout
-        if "disconnected" in cause.lower() or "reset" in cause.lower():
-            return Failure("connection", True, False, f"{where} dropped the connection: {cause}")
+        # the SDK's aiohttp transport reports refused and dropped connections as (connect) timeouts
+        refused = _connection_cause(err)
+        if refused is not None:
+            return Failure("connection", True, False, f"cannot reach {where}: {refused}")
         return Failure("timeout", True, False, f"request to {where} timed out")
     if isinstance(err, openai.APIConnectionError):
         cause = err.__cause__ or err
