@@ -54,6 +54,53 @@ def _collect(args: argparse.Namespace) -> int:
     return 0 if summary.get("complete") else 1
 
 
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", default="pipelines/demo.yaml", help="pipeline YAML (default: pipelines/demo.yaml)")
+    p.add_argument("--port", type=int, default=None, help="override serve.port")
+
+
+@command("serve", "serve the trained student with vLLM (OpenAI-compatible) until Ctrl-C", _serve_args)
+def _serve(args: argparse.Namespace) -> int:
+    from distill.serve import ServeConfig, serve_foreground
+
+    cfg = _load(args)
+    return serve_foreground(cfg.serve or ServeConfig(), cfg.root, port=args.port)
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--limit", type=int, default=None, help="first N items of every benchmark (quick runs)")
+    p.add_argument("--model", action="append", default=None, help="only this eval model (repeatable)")
+
+
+@command("eval", "score every eval model on every benchmark (cached; starts vLLM for served models)", _eval_args)
+def _eval(args: argparse.Namespace) -> int:
+    from distill.evaluate import run_eval
+
+    cfg = _load(args)
+    if args.limit is not None and args.limit < 1:
+        raise DistillError("--limit: expected a positive number of items")
+    top = run_eval(cfg, cfg.root, cfg.cache_file, force=args.force, models=args.model, limit=args.limit)
+    for name, m in top["models"].items():
+        scores = " ".join(f"{b}={'—' if v is None else f'{100 * v:.1f}%'}" for b, v in m["scores"].items())
+        usd = m.get("usd_per_1m_output_tokens")
+        print(f"eval {name} ({m['role']}): {scores} $/1M={'—' if usd is None else f'{usd:.4f}'}")
+    print(f"eval: results in {cfg.root / 'eval'}")
+    return 0 if top.get("complete") else 1
+
+
+@command("report", "render the teacher-vs-student table (Markdown, JSON) and chart from eval results", _config_args)
+def _report(args: argparse.Namespace) -> int:
+    from distill.report import run_report
+
+    cfg = _load(args)
+    run_report(cfg, cfg.root, force=args.force)
+    out = cfg.root / "report"
+    print((out / "report.md").read_text(encoding="utf-8"))
+    print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'chart.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distill", description="black-box LLM distillation, stage by stage")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -17,7 +17,10 @@ from pydantic import Field, ValidationError
 
 from distill.collect import CollectConfig
 from distill.errors import ConfigError
+from distill.evaluate import EvalConfig
+from distill.report import ReportConfig
 from distill.schema import Section
+from distill.serve import ServeConfig
 
 
 class PipelineConfig(Section):
@@ -27,6 +30,9 @@ class PipelineConfig(Section):
     run_dir: Path | None = Field(default=None, description="default: runs/<name>")
     cache_path: Path | None = Field(default=None, description="LLM response cache; default <run_dir>/cache/llm.sqlite")
     collect: CollectConfig | None = None
+    serve: ServeConfig | None = None
+    eval: EvalConfig | None = None
+    report: ReportConfig | None = None
 
     @property
     def root(self) -> Path:
