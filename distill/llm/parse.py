@@ -14,6 +14,8 @@ _THINK = re.compile(r"^\s*<think>(.*?)(?:</think>|$)(.*)$", re.S)
 
 
 def _get(obj: Any, name: str) -> Any:
+    if isinstance(obj, dict):
+        return obj.get(name)
     value = getattr(obj, name, None)
     if value is None:
         extra = getattr(obj, "model_extra", None) or {}

@@ -135,12 +135,15 @@ class ChatRunner:
         self.stats = RunStats()
         self.limiter = RateLimiter(endpoint.rpm, endpoint.tpm)
         self._params = endpoint.params.request_kwargs()
+        self._body = {k: v for k, v in self._params.items() if k != "extra_body"} | self._params.get("extra_body", {})
         self._params_json = json.dumps(self._params, sort_keys=True)
         self._cooldown_until = 0.0
         self._consecutive_failures = 0
         self._stop: str | None = None
         self._fatal: str | None = None
         self._on_progress = on_progress
+        self._writes: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
         max_out = endpoint.params.max_output_tokens
         self._max_out = max_out if max_out is not None else ASSUMED_MAX_OUTPUT
 
@@ -254,13 +257,9 @@ class ChatRunner:
             self.stats.http_requests += 1
             t0 = time.monotonic()
             try:
-                resp = await client.chat.completions.create(
-                    model=self.ep.model, messages=messages, n=n, **self._params  # type: ignore[arg-type]
-                ) if n > 1 else await client.chat.completions.create(
-                    model=self.ep.model, messages=messages, **self._params  # type: ignore[arg-type]
-                )
-                if not getattr(resp, "choices", None):
-                    raise EmptyChoices()
+                resp = await self._send(client, messages, n)
+            except asyncio.CancelledError:
+                raise
             except Exception as err:  # noqa: BLE001 - every failure is classified below
                 self.budget.settle(worst, 0.0)
                 self.limiter.settle(est_tokens, 0)
@@ -285,11 +284,11 @@ class ChatRunner:
                 return
             latency = time.monotonic() - t0
             records = self._records(resp, pending, latency, attempt)
-            usage = usage_fields(resp.usage)
+            usage = usage_fields(resp.get("usage"))
             cost = self.price.cost(usage["prompt_tokens"], usage["completion_tokens"])
             self.budget.settle(worst, cost)
             self.limiter.settle(est_tokens, usage["prompt_tokens"] + usage["completion_tokens"])
-            self.cache.put_many((r["id"], self.ep.name, r["sample_index"], r) for r in records)
+            await self._persist(records)
             # counted only now that the response is durable
             for r in records:
                 pending.pop(r["sample_index"])
@@ -302,6 +301,44 @@ class ChatRunner:
             self._consecutive_failures = 0
             on_result(ChatRequest(req.messages, [r["sample_index"] for r in records], req.tag), records, None, False)
 
+    async def _persist(self, records: list[dict[str, Any]]) -> None:
+        """Group commit: responses that arrive together share one SQLite transaction; each caller resumes only
+        after the commit that holds its rows."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._writes.append((records, fut))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._flush_writes())
+        await fut
+
+    async def _flush_writes(self) -> None:
+        while self._writes:
+            await asyncio.sleep(0)  # let the other responses of this loop turn join the transaction
+            batch, self._writes = self._writes, []
+            try:
+                self.cache.put_many((r["id"], self.ep.name, r["sample_index"], r) for recs, _ in batch for r in recs)
+            except BaseException as err:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(err)
+                raise
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def _send(self, client: openai.AsyncOpenAI, messages: list[dict[str, Any]], n: int) -> dict[str, Any]:
+        """POST /chat/completions through the SDK's client (auth, headers, error mapping, timeouts), with the
+        body built by us and the JSON returned as a dict: the SDK's per-call TypedDict transform and model
+        construction cost more CPU than the rest of a request (profiled), and this path is the collector's limit."""
+        body: dict[str, Any] = {"model": self.ep.model, "messages": messages, **self._body}
+        if n > 1:
+            body["n"] = n
+        resp = await client.post("/chat/completions", cast_to=dict, body=body)
+        if not isinstance(resp, dict):
+            raise ValueError(f"expected a JSON object, got {type(resp).__name__}")
+        if not resp.get("choices"):
+            raise EmptyChoices()
+        return resp
+
     def _fail(self, req: ChatRequest, pending: dict[int, str], failure: Failure, attempts: int, on_result: OnResult) -> None:
         self.stats.failed += len(pending)
         self._consecutive_failures += 1
@@ -312,10 +349,10 @@ class ChatRunner:
             self._fatal = f"{self._consecutive_failures} requests in a row failed; stopping the run. Last error: {msg}"
             self._stop = self._fatal
 
-    def _records(self, resp: Any, pending: dict[int, str], latency: float, attempts: int) -> list[dict[str, Any]]:
-        usage = usage_fields(resp.usage)
-        choices = list(resp.choices)[: len(pending)]
-        parsed = [parse_message(c.message) for c in choices]
+    def _records(self, resp: dict[str, Any], pending: dict[int, str], latency: float, attempts: int) -> list[dict[str, Any]]:
+        usage = usage_fields(resp.get("usage"))
+        choices = sorted(resp["choices"], key=lambda c: c.get("index", 0))[: len(pending)]
+        parsed = [parse_message(c.get("message") or {}) for c in choices]
         lengths = [len(p["completion"]) + len(p["reasoning"] or "") for p in parsed]
         total_len = sum(lengths) or 1
         share = [(ln / total_len) if sum(lengths) else 1 / len(parsed) for ln in lengths]
@@ -326,12 +363,12 @@ class ChatRunner:
             out.append({
                 "id": key,
                 "endpoint": self.ep.name,
-                "model": getattr(resp, "model", None) or self.ep.model,
+                "model": resp.get("model") or self.ep.model,
                 "requested_model": self.ep.model,
                 "base_url": self.ep.base_url,
                 "sample_index": index,
                 **p,
-                "finish_reason": getattr(choice, "finish_reason", None),
+                "finish_reason": choice.get("finish_reason"),
                 "prompt_tokens": usage["prompt_tokens"],
                 "completion_tokens": completion_tokens,
                 "reasoning_tokens": round(usage["reasoning_tokens"] * s),
@@ -339,7 +376,7 @@ class ChatRunner:
                 "cost_usd": self.price.cost(usage["prompt_tokens"] * s, usage["completion_tokens"] * s),
                 "latency_s": round(latency, 4),
                 "created_at": created,
-                "response_id": getattr(resp, "id", None),
+                "response_id": resp.get("id"),
                 "attempts": attempts,
                 "params": self._params_json,
             })
