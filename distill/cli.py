@@ -42,16 +42,53 @@ def _need(cfg: Any, section: str) -> Any:
     return value
 
 
-@command("collect", "query the teacher(s) for every prompt (cached, resumable)", _config_args)
+def _collect_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="estimate requests, tokens and $ (online and batch) from a small pilot; send nothing else")
+
+
+@command("collect", "query the teacher(s) for every prompt (cached, resumable)", _collect_args)
 def _collect(args: argparse.Namespace) -> int:
-    from distill.collect import run_collect
+    from distill.collect import run_collect, run_estimate
 
     cfg = _load(args)
+    if args.dry_run:
+        run_estimate(_need(cfg, "collect"), cfg.root / "estimate.json", cfg.cache_file)
+        print(f"estimate written to {cfg.root / 'estimate.json'}")
+        return 0
     summary = run_collect(_need(cfg, "collect"), cfg.root / "collect", cfg.cache_file, force=args.force)
     print(f"collect: {summary['records']} records in {cfg.root / 'collect'} "
           f"(new {summary['completed']}, cached {summary['from_cache']}, failed {summary['failed']}, "
           f"${summary['cost_usd']:.4f})")
     return 0 if summary.get("complete") else 1
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in runs/<name>/train-work")
+    p.add_argument("--check", action="store_true", help="only run the chat-template check on the first N examples")
+
+
+@command("train", "fine-tune the student on the curated dataset (TRL + PEFT); --check: template check only", _train_args)
+def _train(args: argparse.Namespace) -> int:
+    from distill.train import dataset_path, run_check, run_train
+
+    cfg = _load(args)
+    tcfg = _need(cfg, "train")
+    data = dataset_path(tcfg, cfg.root)
+    if args.check:
+        chk = run_check(tcfg, data)
+        print(f"train --check: {chk.examples} examples rendered, no template problems")
+        return 0
+    s = run_train(tcfg, data, cfg.root / "train", force=args.force, resume=args.resume)
+    if s.get("skipped"):
+        print(f"train: up to date in {cfg.root / 'train'} (use --force to re-run)")
+        return 0
+    print(f"train: {s['method']} {s['global_step']} steps, {s['tokens_seen']} tokens ({s['tokens_per_s']} tok/s), "
+          f"train loss {s['train_loss_final']}, eval loss {s['eval_loss_initial']} -> {s['eval_loss_final']}, "
+          f"out {cfg.root / 'train'}")
+    return 0
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:

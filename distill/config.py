@@ -21,6 +21,7 @@ from distill.evaluate import EvalConfig
 from distill.report import ReportConfig
 from distill.schema import Section
 from distill.serve import ServeConfig
+from distill.train.config import TrainConfig
 
 
 class PipelineConfig(Section):
@@ -33,6 +34,7 @@ class PipelineConfig(Section):
     serve: ServeConfig | None = None
     eval: EvalConfig | None = None
     report: ReportConfig | None = None
+    train: TrainConfig | None = None
 
     @property
     def root(self) -> Path:

@@ -1,0 +1,375 @@
+"""SFT of the student on the teacher's text (sequence-level distillation) with TRL `SFTTrainer` + PEFT.
+
+The same code runs in one CPU process and under `accelerate launch` on N GPUs / nodes (DDP, FSDP, ZeRO-3): every
+rank trains, rank 0 alone writes the stage dir. Checkpoints live in `<run>/train-work/checkpoints` (outside the
+atomically-renamed stage dir) so a killed run resumes with `--resume`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from distill.errors import ConfigError, InputError
+from distill.rundir import base_summary, file_fingerprint, fingerprint, is_fresh, read_summary, stage_output, write_json
+from distill.train.config import TrainConfig
+from distill.train.data import load_splits, validate_messages
+from distill.train.template import IGNORE, TemplateCheck, check_template, encode, load_tokenizer, print_check, raise_on_problems
+
+
+def pick_precision(requested: str) -> str:
+    """bf16 where the GPU supports it, fp16 on older GPUs, fp32 on CPU (bf16 on CPU is ~20x slower here)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if requested == "auto":
+        if cuda:
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if requested == "fp16" and not cuda:
+        raise ConfigError("train.precision: fp16 needs a CUDA GPU; on CPU use fp32 (or auto)")
+    return requested
+
+
+def work_dir(out_dir: Path) -> Path:
+    return Path(out_dir).with_name(f"{Path(out_dir).name}-work")
+
+
+def _source_fp(path: str | Path) -> str:
+    p = Path(path)
+    return file_fingerprint(p) if p.exists() else str(path)
+
+
+def encode_split(tokenizer: Any, ds: Any, cfg: TrainConfig, name: str) -> tuple[Any, dict[str, int]]:
+    """Pre-tokenize a split with the one `encode` path, truncate, and drop (and count) rows left with no loss."""
+
+    def fn(row: dict[str, Any], idx: int) -> dict[str, Any]:
+        ids, labels = encode(tokenizer, validate_messages(row["messages"], f"{name} row {idx}"), cfg.loss_on)
+        empty = all(lab == IGNORE for lab in labels)
+        truncated = len(ids) > cfg.max_length
+        ids, labels = ids[: cfg.max_length], labels[: cfg.max_length]
+        return {"input_ids": ids, "labels": labels, "_empty": empty, "_truncated": truncated,
+                "_masked": all(lab == IGNORE for lab in labels)}
+
+    enc = ds.map(fn, with_indices=True, remove_columns=ds.column_names, keep_in_memory=True,
+                 desc=f"tokenizing {name}")
+    stats = {
+        "examples": len(enc),
+        "truncated": int(sum(enc["_truncated"])),
+        "dropped_empty_mask": int(sum(enc["_empty"])),
+        "dropped_truncated_to_no_loss": int(sum(m and not e for m, e in zip(enc["_masked"], enc["_empty"], strict=True))),
+    }
+    enc = enc.filter(lambda m: not m, input_columns="_masked", keep_in_memory=True)
+    enc = enc.remove_columns(["_empty", "_truncated", "_masked"])
+    stats["kept"] = len(enc)
+    stats["loss_tokens"] = int(sum(sum(1 for t in lab if t != IGNORE) for lab in enc["labels"]))
+    stats["tokens"] = int(sum(len(x) for x in enc["input_ids"]))
+    return enc, stats
+
+
+def _load_model(cfg: TrainConfig, precision: str) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = {}
+    if cfg.attn_implementation:
+        kwargs["attn_implementation"] = cfg.attn_implementation
+    if cfg.method == "qlora":
+        if not torch.cuda.is_available():
+            raise ConfigError("train.method: qlora needs a CUDA GPU (bitsandbytes 4-bit); on CPU use method: lora")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise ConfigError("train.method: qlora needs bitsandbytes: pip install -e '.[qlora]'") from None
+        from accelerate import PartialState
+        from transformers import BitsAndBytesConfig
+
+        compute = torch.bfloat16 if precision == "bf16" else torch.float16
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute
+        )
+        kwargs["device_map"] = {"": PartialState().process_index}
+        kwargs["dtype"] = compute
+    elif precision == "bf16":
+        kwargs["dtype"] = torch.bfloat16
+    elif precision == "fp16" and cfg.method == "lora":
+        kwargs["dtype"] = torch.float16
+    else:
+        kwargs["dtype"] = torch.float32
+    try:
+        return AutoModelForCausalLM.from_pretrained(cfg.student, **kwargs)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"train.student: cannot load a causal LM from {cfg.student!r} ({err})") from None
+
+
+def _peft_config(cfg: TrainConfig) -> Any:
+    if cfg.method == "full":
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+                      target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+
+
+def sft_args(cfg: TrainConfig, output_dir: Path, precision: str, *, has_eval: bool, **overrides: Any) -> Any:
+    """The SFTConfig: precision set explicitly (TRL's default bf16=True would crawl on CPU)."""
+    import torch
+    from trl import SFTConfig
+
+    gc = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else torch.cuda.is_available()
+    report = [r for r in cfg.report_to if r != "none"] or "none"
+    kw: dict[str, Any] = dict(
+        output_dir=str(output_dir),
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps or -1,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        max_length=cfg.max_length,
+        packing=cfg.packing,
+        packing_strategy="bfd",
+        gradient_checkpointing=gc,
+        logging_steps=cfg.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        eval_strategy="steps" if has_eval and cfg.eval_steps else "no",
+        eval_steps=cfg.eval_steps,
+        eval_on_start=has_eval,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        report_to=report,
+        disable_tqdm=not cfg.progress,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        assistant_only_loss=False,  # labels come pre-masked from `encode`
+        completion_only_loss=False,
+        shuffle_dataset=True,
+    )
+    kw.update(overrides)
+    return SFTConfig(**kw)
+
+
+class _Clock:
+    """Trainer callback: time spent in optimizer steps (tokens/s excludes eval and checkpoint writes)."""
+
+    def __new__(cls) -> Any:
+        from transformers import TrainerCallback
+
+        class Clock(TrainerCallback):
+            def __init__(self) -> None:
+                self.step_s = 0.0
+                self.steps = 0
+                self._t = 0.0
+
+            def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                self._t = time.perf_counter()
+
+            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+                self.step_s += time.perf_counter() - self._t
+                self.steps += 1
+
+        return Clock()
+
+
+def build_trainer(cfg: TrainConfig, train_ds: Any, eval_ds: Any, tokenizer: Any, output_dir: Path,
+                  precision: str, **arg_overrides: Any) -> Any:
+    """An `SFTTrainer` over pre-tokenized splits (used by `run_train` and benchmarks/bench_train.py)."""
+    from trl import SFTTrainer
+
+    model = _load_model(cfg, precision)
+    args = sft_args(cfg, output_dir, precision, has_eval=eval_ds is not None, **arg_overrides)
+    return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                      processing_class=tokenizer, peft_config=_peft_config(cfg))
+
+
+def _losses(history: list[dict[str, Any]]) -> dict[str, Any]:
+    train = [h["loss"] for h in history if "loss" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h]
+    return {
+        "train_loss_first": train[0] if train else None,
+        "train_loss_final": train[-1] if train else None,
+        "eval_loss_initial": evals[0][1] if evals else None,
+        "eval_loss_final": evals[-1][1] if evals else None,
+        "eval_curve": evals,
+    }
+
+
+def dataset_path(cfg: TrainConfig, run_root: Path) -> Path:
+    """`train.dataset` when set, else the finished curate stage's dataset (a clear error if curate has not run)."""
+    if cfg.dataset is not None:
+        return cfg.dataset
+    from distill.rundir import require_stage
+
+    require_stage(Path(run_root) / "curate", "curate")
+    return Path(run_root) / "curate" / "dataset"
+
+
+def run_check(cfg: TrainConfig, dataset_dir: str | Path, *, show: bool = True) -> TemplateCheck:
+    """`distill train --check`: render the first N examples as training will; raise if a trap is found."""
+    tok = load_tokenizer(cfg)
+    train, _ = load_splits(Path(dataset_dir), eval_fraction=0.0, seed=cfg.seed, max_eval=None)
+    chk = check_template(tok, train, cfg, str(dataset_dir))
+    if show:
+        print_check(chk)
+    raise_on_problems(chk, cfg.student)
+    return chk
+
+
+def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *, force: bool = False,
+              resume: bool = False) -> dict[str, Any]:
+    """Train the student; returns the summary (also written to `out_dir/summary.json` by rank 0)."""
+    import torch
+    from accelerate import PartialState
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from distill.progress import console
+
+    state = PartialState()
+    main = state.is_main_process
+    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
+    config_json = cfg.model_dump(mode="json")
+    fp = fingerprint("train", {k: v for k, v in config_json.items() if k not in ("progress", "keep_checkpoints", "cpu_threads")},
+                     _source_fp(dataset_dir), _source_fp(cfg.student))
+    if not force and not resume and is_fresh(out_dir, fp):
+        summary = read_summary(out_dir) or {}
+        summary["skipped"] = True
+        return summary
+
+    t0 = time.monotonic()
+    if cfg.cpu_threads and not torch.cuda.is_available():
+        torch.set_num_threads(cfg.cpu_threads)
+    precision = pick_precision(cfg.precision)
+    if cfg.method == "qlora" and not torch.cuda.is_available():
+        raise ConfigError("train.method: qlora needs a CUDA GPU (bitsandbytes 4-bit); on CPU use method: lora")
+    work = work_dir(out_dir)
+    ckpt_dir = work / "checkpoints"
+    resume_from = None
+    if resume:
+        resume_from = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+        if resume_from is None:
+            raise InputError(f"--resume: no checkpoint in {ckpt_dir}; run without --resume to start from scratch")
+        saved = json.loads((work / "fingerprint.json").read_text()).get("fingerprint") if (work / "fingerprint.json").is_file() else None
+        if saved != fp:
+            raise ConfigError(f"--resume: the train config, dataset or student changed since {resume_from} was saved; "
+                              "run without --resume to start from scratch")
+
+    tok = load_tokenizer(cfg)
+    train_raw, eval_raw = load_splits(dataset_dir, eval_fraction=cfg.eval_fraction, seed=cfg.seed,
+                                      max_eval=cfg.max_eval_examples)
+    chk = check_template(tok, train_raw, cfg, str(dataset_dir))
+    if main:
+        print_check(chk)
+    raise_on_problems(chk, cfg.student)
+
+    with state.main_process_first():
+        train_ds, train_stats = encode_split(tok, train_raw, cfg, "train")
+        eval_ds, eval_stats = encode_split(tok, eval_raw, cfg, "validation") if eval_raw is not None else (None, None)
+    if train_stats["kept"] == 0:
+        raise InputError(f"{dataset_dir}: every training example was dropped (no loss tokens); see the template check")
+    if train_stats["dropped_empty_mask"] or train_stats["dropped_truncated_to_no_loss"]:
+        console.print(f"[yellow]train: dropped {train_stats['dropped_empty_mask']} examples with an empty assistant "
+                      f"mask and {train_stats['dropped_truncated_to_no_loss']} with no loss tokens left after "
+                      f"truncation at max_length={cfg.max_length}")
+
+    if not resume and main and ckpt_dir.exists():
+        shutil.rmtree(ckpt_dir)
+    if main:
+        work.mkdir(parents=True, exist_ok=True)
+        write_json(work / "fingerprint.json", {"fingerprint": fp})
+    state.wait_for_everyone()
+
+    if "tensorboard" in cfg.report_to:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "tensorboard")
+    trainer = build_trainer(cfg, train_ds, eval_ds, tok, ckpt_dir, precision)
+    clock = _Clock()
+    trainer.add_callback(clock)
+    start_step = 0
+    if resume_from is not None:
+        start_step = int(json.loads((Path(resume_from) / "trainer_state.json").read_text())["global_step"])
+        if main:
+            console.print(f"train: resuming from {resume_from} (step {start_step})")
+    tokens_before = 0
+    if resume_from is not None:
+        tokens_before = int(json.loads((Path(resume_from) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0))
+    result = trainer.train(resume_from_checkpoint=resume_from)
+    final_eval = trainer.evaluate() if eval_ds is not None else {}
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in trainer.model.parameters())
+    final_dir = work / "final"
+    trainer.save_model(str(final_dir))
+    st = trainer.state
+    packed_rows = len(trainer.train_dataset) if cfg.packing else None
+    state.wait_for_everyone()
+    history = list(st.log_history)
+    losses = _losses(history)
+    if final_eval.get("eval_loss") is not None:
+        losses["eval_loss_final"] = final_eval["eval_loss"]
+    tokens_run = int(st.num_input_tokens_seen) - tokens_before
+    summary = base_summary("train", fp, config_json) | {
+        "student": cfg.student,
+        "dataset": str(dataset_dir),
+        "method": cfg.method,
+        "precision": precision,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "world_size": state.num_processes,
+        "trainable_params": trainable,
+        "total_params": total,
+        "global_step": st.global_step,
+        "resumed_from_step": start_step if resume_from is not None else None,
+        "steps_this_run": st.global_step - start_step,
+        "epochs": st.epoch,
+        "tokens_seen": int(st.num_input_tokens_seen),
+        "tokens_seen_this_run": tokens_run,
+        "tokens_per_s": round(tokens_run / clock.step_s, 1) if clock.step_s else None,
+        "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),
+        "wall_s": round(time.monotonic() - t0, 2),
+        **losses,
+        "train_examples": train_stats,
+        "eval_examples": eval_stats,
+        "dropped_examples": {
+            "empty_mask": train_stats["dropped_empty_mask"] + (eval_stats or {}).get("dropped_empty_mask", 0),
+            "truncated_to_no_loss": train_stats["dropped_truncated_to_no_loss"]
+            + (eval_stats or {}).get("dropped_truncated_to_no_loss", 0),
+        },
+        "packing": {"enabled": cfg.packing, "rows": packed_rows,
+                    "fill": round(train_stats["tokens"] / (packed_rows * cfg.max_length), 4) if packed_rows else None},
+        "template_check": chk.to_dict(),
+        "chat_template": tok.chat_template,
+        "log_history": history,
+        "complete": True,
+    }
+    if not main:
+        return summary
+    from distill.train.merge import merge_adapter
+
+    with stage_output(out_dir) as tmp:
+        if cfg.method == "full":
+            shutil.copytree(final_dir, tmp / "merged")
+            tok.save_pretrained(str(tmp / "merged"))
+        else:
+            shutil.copytree(final_dir, tmp / "adapter")
+            tok.save_pretrained(str(tmp / "adapter"))
+            if cfg.merge:
+                merge_adapter(cfg.student, tmp / "adapter", tmp / "merged", tok, precision)
+        if (work / "tensorboard").is_dir():
+            shutil.copytree(work / "tensorboard", tmp / "tensorboard")
+        summary["wall_s"] = round(time.monotonic() - t0, 2)
+        write_json(tmp / "summary.json", summary)
+    shutil.rmtree(final_dir, ignore_errors=True)
+    if not cfg.keep_checkpoints:
+        shutil.rmtree(work, ignore_errors=True)
+    return summary
