@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from distill.errors import InputError
+from distill.estimate import EstimateConfig, estimate_teacher, print_estimate
 from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache, RunStats
 from distill.llm.runner import Budget
 from distill.progress import console, make_progress
@@ -26,6 +27,7 @@ RECORD_COLUMNS = [
     "id", "prompt_id", "sample_index", "teacher", "model", "requested_model", "base_url", "messages", "completion",
     "reasoning", "reasoning_status", "finish_reason", "prompt_tokens", "completion_tokens", "reasoning_tokens",
     "cost_usd", "latency_s", "created_at", "response_id", "attempts", "params", "reference", "metadata",
+    "length_retry",
 ]
 
 
@@ -36,6 +38,10 @@ class CollectConfig(Section):
     output_format: Literal["parquet", "jsonl"] = "parquet"
     shard_size: int = Field(default=100_000, gt=0, description="records per output shard")
     progress: bool = True
+    on_truncated: Literal["keep", "drop", "retry"] = Field(
+        default="keep", description="answers cut at max_tokens: keep, drop, or retry once with a larger max_tokens")
+    truncated_retry_factor: float = Field(default=2.0, gt=1, description="max_tokens multiplier for that retry")
+    estimate: EstimateConfig = Field(default_factory=EstimateConfig)
 
     @field_validator("teachers")
     @classmethod
@@ -63,10 +69,22 @@ def _stats_text(stats: RunStats, t0: float) -> str:
     )
 
 
-async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache) -> tuple[list[ChatRunner], list[dict[str, Any]]]:
+def _longer(ep: EndpointConfig, factor: float) -> EndpointConfig:
+    """The same endpoint asking for a larger max_tokens: a different request, so a different cache entry."""
+    params = ep.params.model_copy()
+    if params.max_completion_tokens:
+        params.max_completion_tokens = int(params.max_completion_tokens * factor)
+    if params.max_tokens:
+        params.max_tokens = int(params.max_tokens * factor)
+    return ep.model_copy(update={"params": params})
+
+
+async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache
+                   ) -> tuple[list[ChatRunner], dict[str, ChatRunner], list[dict[str, Any]]]:
     budget = Budget(cfg.budget_usd)
     failures: list[dict[str, Any]] = []
     runners = [ChatRunner(t, cache, budget=budget) for t in cfg.teachers]
+    truncated: dict[str, list[ChatRequest]] = {r.ep.name: [] for r in runners}
     t0 = time.monotonic()
     with make_progress(cfg.progress) as progress:
         tasks = {r.ep.name: progress.add_task(f"collect {r.ep.name}", total=len(ds) * r.ep.params.n, stats="") for r in runners}
@@ -76,6 +94,10 @@ async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache) -> tuple[l
                 if error is not None:
                     failures.append({"prompt_id": ds[req.tag]["prompt_id"], "teacher": runner.ep.name,
                                      "sample_indices": req.samples, "error": error})
+                elif cfg.on_truncated == "retry" and records:
+                    cut = [r["sample_index"] for r in records if r.get("finish_reason") == "length"]
+                    if cut and runner.ep.name in truncated:
+                        truncated[runner.ep.name].append(ChatRequest(req.messages, cut, req.tag))
             return on_result
 
         async def refresh() -> None:
@@ -95,20 +117,34 @@ async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache) -> tuple[l
             ticker.cancel()
         for r in runners:
             progress.update(tasks[r.ep.name], completed=r.stats.requests_total, stats=_stats_text(r.stats, t0))
-    for res in results:
-        if isinstance(res, BaseException):
-            raise res
-    return runners, failures
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
+        retries: dict[str, ChatRunner] = {}
+        for r in runners:
+            todo = truncated[r.ep.name]
+            if todo and r.ep.params.max_output_tokens:
+                retry = ChatRunner(_longer(r.ep, cfg.truncated_retry_factor), cache, budget=budget)
+                task = progress.add_task(f"retry truncated {r.ep.name}", total=sum(len(q.samples) for q in todo), stats="")
+                await retry.run(todo, on_result_for(retry))
+                progress.update(task, completed=retry.stats.requests_total, stats=_stats_text(retry.stats, t0))
+                retries[r.ep.name] = retry
+    return runners, retries, failures
 
 
-def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[ChatRunner], out: Path) -> int:
-    """Write cached records in prompt order as shards; returns the number written."""
+def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[ChatRunner],
+            retries: dict[str, ChatRunner], out: Path) -> tuple[int, int]:
+    """Write cached records in prompt order as shards; returns (written, dropped as truncated).
+
+    A truncated answer is replaced by its longer retry when there is one (`length_retry` true), or dropped when
+    `on_truncated: drop`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows: list[dict[str, Any]] = []
     shard = 0
     written = 0
+    dropped = 0
 
     def flush() -> None:
         nonlocal shard, rows
@@ -125,16 +161,26 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Cha
 
     for runner in runners:
         n = runner.ep.params.n
+        retry = retries.get(runner.ep.name)
         for start in range(0, len(ds), 1000):
             batch = ds[start : start + 1000]
             keys = [runner.sample_keys(m, list(range(n))) for m in batch["messages"]]
-            found = cache.get_many([k for ks in keys for k in ks])
+            rkeys = [retry.sample_keys(m, list(range(n))) for m in batch["messages"]] if retry else keys
+            found = cache.get_many([k for ks in keys for k in ks] + ([k for ks in rkeys for k in ks] if retry else []))
             for j, ks in enumerate(keys):
-                for k in ks:
+                for k, rk in zip(ks, rkeys[j], strict=True):
                     rec = found.get(k)
                     if rec is None:
                         continue
+                    length_retry = False
+                    if rec.get("finish_reason") == "length":
+                        if retry is not None and rk in found:
+                            rec, length_retry = found[rk], True
+                        elif cfg.on_truncated == "drop":
+                            dropped += 1
+                            continue
                     row = {c: rec.get(c) for c in RECORD_COLUMNS}
+                    row["length_retry"] = length_retry
                     row.update(prompt_id=batch["prompt_id"][j], teacher=runner.ep.name,
                                messages=runner.full_messages(batch["messages"][j]),
                                reference=batch["reference"][j], metadata=batch["metadata"][j])
@@ -143,7 +189,7 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Cha
                     if len(rows) >= cfg.shard_size:
                         flush()
     flush()
-    return written
+    return written, dropped
 
 
 def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force: bool = False) -> dict[str, Any]:
@@ -160,12 +206,17 @@ def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force:
         console.print(f"[yellow]collect: {prompt_stats['duplicates']} duplicate prompts (same id) skipped")
     cache = ResponseCache(cache_path)
     try:
-        runners, failures = asyncio.run(_collect(cfg, ds, cache))
+        runners, retries, failures = asyncio.run(_collect(cfg, ds, cache))
         total = RunStats()
-        for r in runners:
+        for r in [*runners, *retries.values()]:
             total.merge(r.stats)
+        # a failed length-retry is not a lost prompt: its truncated answer is still exported
+        for r in retries.values():
+            total.requests_total -= r.stats.requests_total
+            total.failed -= r.stats.failed
+            total.not_sent -= r.stats.not_sent
         with stage_output(stage_dir) as out:
-            written = _export(cfg, ds, cache, runners, out)
+            written, dropped = _export(cfg, ds, cache, runners, retries, out)
             with (out / "failures.jsonl").open("w") as f:
                 for fl in failures:
                     f.write(json.dumps(fl) + "\n")
@@ -176,6 +227,8 @@ def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force:
                 prompts=len(ds),
                 duplicate_prompts=prompt_stats["duplicates"],
                 records=written,
+                dropped_truncated=dropped,
+                length_retries={name: r.stats.summary() for name, r in retries.items()},
                 cache_path=str(cache_path),
                 per_teacher={r.ep.name: {**r.stats.summary(), "price_known": r.price.known} for r in runners},
                 wall_time_s=round(time.monotonic() - t_start, 3),
@@ -190,6 +243,20 @@ def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force:
     if total.stopped:
         console.print(f"[yellow]collect stopped early: {total.stopped}")
     return summary
+
+
+def run_estimate(cfg: CollectConfig, out_file: Path, cache_path: Path) -> list[dict[str, Any]]:
+    """The dry run: print and save the estimate; sends only the pilot requests."""
+    ds, _ = load_prompts(cfg.prompts)
+    cache = ResponseCache(cache_path)
+    try:
+        rows = [estimate_teacher(t, ds, cache, cfg.estimate) for t in cfg.teachers]
+    finally:
+        cache.close()
+    print_estimate(rows)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    write_json(out_file, {"stage": "estimate", "teachers": rows})
+    return rows
 
 
 def load_records(stage_dir: str | Path) -> Any:

@@ -23,7 +23,8 @@ class SamplingParams(_Strict):
     stop: list[str] | str | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    reasoning_effort: str | None = None
+    reasoning_effort: str | None = Field(default=None, description="o-series / OpenAI-compatible reasoning effort")
+    reasoning: dict[str, Any] | None = Field(default=None, description="OpenRouter's `reasoning` object, sent as is")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="passed to the API untouched")
 
     def request_kwargs(self) -> dict[str, Any]:

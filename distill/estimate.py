@@ -1,0 +1,169 @@
+"""`distill collect --dry-run`: what a collect run will cost, before it sends anything but a small pilot.
+
+Prompt tokens are counted with tiktoken for OpenAI models, else with a local tokenizer (`estimate.tokenizer`,
+e.g. the student's), else chars/4 — the summary says which and why. Completion tokens come from a pilot of K real
+requests (they go through the normal runner and cache, so the real run reuses them) or, without a pilot, only
+the worst case `max_tokens`. Prompts already in the cache are free and counted apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+from typing import Any
+
+from pydantic import Field
+
+from distill.errors import DistillError
+from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache
+from distill.llm.pricing import Price
+from distill.progress import console
+from distill.schema import Section
+
+
+class EstimateConfig(Section):
+    pilot: int = Field(default=20, ge=0, description="real requests per teacher to measure answer length; 0 = none")
+    tokenizer: str | None = Field(default=None, description="local tokenizer dir for non-OpenAI models (e.g. the student's)")
+
+
+_OPENAI_PREFIXES = ("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding", "davinci", "babbage")
+
+
+class TokenCounter:
+    """Counts chat prompt tokens by the best method available; `method` says which was used."""
+
+    def __init__(self, model: str, tokenizer_dir: str | None):
+        self.method = "chars/4"
+        self._enc: Any = None
+        self._hf: Any = None
+        name = model.lower().rsplit("/", 1)[-1]
+        reasons = []
+        if name.startswith(_OPENAI_PREFIXES):
+            try:
+                import tiktoken
+
+                try:
+                    self._enc = tiktoken.encoding_for_model(name)
+                except KeyError:
+                    self._enc = tiktoken.get_encoding("o200k_base")
+                self.method = f"tiktoken ({self._enc.name})"
+                return
+            except Exception as e:  # noqa: BLE001 - offline boxes cannot fetch the BPE files
+                reasons.append(f"tiktoken unavailable: {type(e).__name__}")
+        if tokenizer_dir:
+            from transformers import AutoTokenizer
+
+            try:
+                self._hf = AutoTokenizer.from_pretrained(tokenizer_dir)
+            except Exception as e:  # noqa: BLE001
+                raise DistillError(f"collect.estimate.tokenizer: cannot load {tokenizer_dir!r} ({type(e).__name__}: {e})") from None
+            self.method = f"tokenizer {tokenizer_dir}"
+            return
+        if reasons:
+            self.method = f"chars/4 ({'; '.join(reasons)})"
+
+    def count(self, messages: list[dict[str, Any]]) -> int:
+        if self._enc is not None:  # OpenAI's chat accounting: 3 tokens per message + 3 to prime the reply
+            return sum(len(self._enc.encode(str(m.get("content") or ""))) + 3 for m in messages) + 3
+        if self._hf is not None:
+            if getattr(self._hf, "chat_template", None):
+                return len(self._hf.apply_chat_template(messages, tokenize=True, add_generation_prompt=True))
+            return len(self._hf.encode("\n".join(str(m.get("content") or "") for m in messages)))
+        return sum(len(str(m.get("content") or "")) for m in messages) // 4 + 4 * len(messages) + 3
+
+
+def _pilot_indices(n_uncached: int, k: int) -> list[int]:
+    if k <= 0 or n_uncached == 0:
+        return []
+    k = min(k, n_uncached)
+    return sorted({round(i * (n_uncached - 1) / max(k - 1, 1)) for i in range(k)})
+
+
+def estimate_teacher(ep: EndpointConfig, ds: Any, cache: ResponseCache, est: EstimateConfig) -> dict[str, Any]:
+    runner = ChatRunner(ep, cache)
+    if not runner.price.known:
+        raise DistillError(
+            f"no price for model {ep.model!r} (teacher '{ep.name}'): set `price: {{prompt: X, completion: Y}}` "
+            f"($ per 1M tokens) under that teacher in collect.teachers"
+        )
+    counter = TokenCounter(ep.model, est.tokenizer)
+    n = ep.params.n
+    uncached_rows: list[int] = []
+    prompt_tokens = 0
+    cached_samples = 0
+    for start in range(0, len(ds), 1000):
+        batch = ds[start : start + 1000]["messages"]
+        keys = [runner.sample_keys(m, list(range(n))) for m in batch]
+        hit = cache.has_many([k for ks in keys for k in ks])
+        for j, (msgs, ks) in enumerate(zip(batch, keys, strict=True)):
+            done = sum(k in hit for k in ks)
+            cached_samples += done
+            if done < n:
+                uncached_rows.append(start + j)
+                prompt_tokens += counter.count(runner.full_messages(msgs))  # one request carries all its samples
+    to_send = len(uncached_rows) * n  # samples (a prompt with some samples cached re-asks only the rest: upper bound)
+
+    pilot_rows = [uncached_rows[i] for i in _pilot_indices(len(uncached_rows), est.pilot)]
+    pilot_tokens: list[float] = []
+    pilot_cost = 0.0
+    if pilot_rows:
+        console.print(f"estimate: pilot of {len(pilot_rows)} real requests to '{ep.name}'")
+        reqs = [ChatRequest(ds[i]["messages"], list(range(n)), i) for i in pilot_rows]
+        got: list[dict[str, Any]] = []
+        stats = asyncio.run(runner.run(reqs, lambda req, recs, err, cached: got.extend(recs or [])))
+        pilot_tokens = [float(r["completion_tokens"]) for r in got]
+        pilot_cost = stats.cost_usd
+        if not pilot_tokens:
+            raise DistillError(f"estimate: every pilot request to '{ep.name}' failed ({dict(stats.errors)})")
+    max_out = ep.params.max_output_tokens
+    remaining = max(to_send - len(pilot_tokens), 0)
+    pilot_prompts = len(pilot_rows)
+    # prompt tokens still to pay for (the pilot's are already paid)
+    rem_prompt = prompt_tokens * (1 - pilot_prompts / len(uncached_rows)) if uncached_rows else 0
+    out: dict[str, Any] = {
+        "teacher": ep.name, "model": ep.model, "token_count_method": counter.method,
+        "prompts": len(ds), "samples_cached": cached_samples, "samples_to_send": to_send,
+        "prompt_tokens": prompt_tokens, "pilot_requests": pilot_prompts, "pilot_cost_usd": round(pilot_cost, 6),
+    }
+    price: Price = runner.price
+    if pilot_tokens:
+        mean = statistics.fmean(pilot_tokens)
+        sd = statistics.pstdev(pilot_tokens) if len(pilot_tokens) > 1 else mean
+        half = 1.96 * sd / math.sqrt(len(pilot_tokens))
+        per = {"low": max(mean - half, 0.0), "expected": mean, "high": mean + half}
+        if max_out is not None:
+            per = {k: min(v, float(max_out)) for k, v in per.items()}
+        out["completion_tokens_source"] = f"pilot of {len(pilot_tokens)} samples (mean {mean:.1f}, sd {sd:.1f})"
+    elif max_out is not None:
+        per = {"low": 0.0, "expected": float(max_out), "high": float(max_out)}
+        out["completion_tokens_source"] = "max_tokens (no pilot: expected = worst case)"
+    else:
+        raise DistillError(f"estimate for '{ep.name}': set params.max_tokens or estimate.pilot > 0 to bound answer length")
+    out["completion_tokens"] = {k: round(v * remaining + sum(pilot_tokens)) for k, v in per.items()}
+    for mode, factor in (("online", 1.0), ("batch", price.batch_discount)):
+        out[f"cost_usd_{mode}"] = {
+            k: round(pilot_cost + factor * price.cost(int(rem_prompt), int(v * remaining)), 6) for k, v in per.items()
+        }
+    if max_out is not None:
+        out["cost_usd_worst_case"] = round(pilot_cost + price.cost(int(rem_prompt), max_out * remaining), 6)
+    return out
+
+
+def print_estimate(rows: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    t = Table(title="collect --dry-run: estimate before sending", show_lines=False)
+    for col in ("teacher", "requests", "prompt tok", "completion tok (low / exp / high)", "$ online (low / exp / high)",
+                "$ batch (low / exp / high)"):
+        t.add_column(col)
+    for r in rows:
+        c, on, ba = r["completion_tokens"], r["cost_usd_online"], r["cost_usd_batch"]
+        t.add_row(r["teacher"], f"{r['samples_to_send']} (+{r['samples_cached']} cached)", f"{r['prompt_tokens']:,}",
+                  f"{c['low']:,} / {c['expected']:,} / {c['high']:,}",
+                  f"{on['low']:.4f} / {on['expected']:.4f} / {on['high']:.4f}",
+                  f"{ba['low']:.4f} / {ba['expected']:.4f} / {ba['high']:.4f}")
+    console.print(t)
+    for r in rows:
+        console.print(f"  {r['teacher']}: prompt tokens by {r['token_count_method']}; completion tokens from "
+                      f"{r['completion_tokens_source']}" + (f"; pilot spent ${r['pilot_cost_usd']:.4f}" if r["pilot_requests"] else ""))
