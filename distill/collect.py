@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,7 +28,7 @@ RECORD_COLUMNS = [
     "id", "prompt_id", "sample_index", "teacher", "model", "requested_model", "base_url", "messages", "completion",
     "reasoning", "reasoning_status", "finish_reason", "prompt_tokens", "completion_tokens", "reasoning_tokens",
     "cost_usd", "latency_s", "created_at", "response_id", "attempts", "params", "reference", "metadata",
-    "length_retry",
+    "length_retry", "raw",
 ]
 
 
@@ -133,8 +134,8 @@ async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache
 
 
 def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[ChatRunner],
-            retries: dict[str, ChatRunner], out: Path) -> tuple[int, int]:
-    """Write cached records in prompt order as shards; returns (written, dropped as truncated).
+            retries: dict[str, ChatRunner], out: Path) -> tuple[int, int, dict[str, int]]:
+    """Write cached records in prompt order as shards; returns (written, dropped as truncated, reasoning statuses).
 
     A truncated answer is replaced by its longer retry when there is one (`length_retry` true), or dropped when
     `on_truncated: drop`."""
@@ -145,6 +146,7 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Cha
     shard = 0
     written = 0
     dropped = 0
+    statuses: Counter[str] = Counter()
 
     def flush() -> None:
         nonlocal shard, rows
@@ -181,6 +183,7 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Cha
                             continue
                     row = {c: rec.get(c) for c in RECORD_COLUMNS}
                     row["length_retry"] = length_retry
+                    statuses[row["reasoning_status"] or "absent"] += 1
                     row.update(prompt_id=batch["prompt_id"][j], teacher=runner.ep.name,
                                messages=runner.full_messages(batch["messages"][j]),
                                reference=batch["reference"][j], metadata=batch["metadata"][j])
@@ -189,7 +192,7 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Cha
                     if len(rows) >= cfg.shard_size:
                         flush()
     flush()
-    return written, dropped
+    return written, dropped, dict(statuses)
 
 
 def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force: bool = False) -> dict[str, Any]:
@@ -216,7 +219,7 @@ def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force:
             total.failed -= r.stats.failed
             total.not_sent -= r.stats.not_sent
         with stage_output(stage_dir) as out:
-            written, dropped = _export(cfg, ds, cache, runners, retries, out)
+            written, dropped, statuses = _export(cfg, ds, cache, runners, retries, out)
             with (out / "failures.jsonl").open("w") as f:
                 for fl in failures:
                     f.write(json.dumps(fl) + "\n")
@@ -228,6 +231,7 @@ def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force:
                 duplicate_prompts=prompt_stats["duplicates"],
                 records=written,
                 dropped_truncated=dropped,
+                reasoning_status=statuses,
                 length_retries={name: r.stats.summary() for name, r in retries.items()},
                 cache_path=str(cache_path),
                 per_teacher={r.ep.name: {**r.stats.summary(), "price_known": r.price.known} for r in runners},
@@ -240,6 +244,9 @@ def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force:
         if not r.price.known:
             console.print(f"[yellow]collect: no price known for model {r.ep.model!r} ({r.ep.name}); cost counted as $0 "
                           "(set `price: {prompt: X, completion: Y}` in $/1M tokens)")
+    if statuses.get("unknown"):
+        console.print(f"[yellow]collect: {statuses['unknown']} answers carried a reasoning trace in a shape distill "
+                      "does not read; each message is kept whole in the `raw` column (reasoning_status=unknown)")
     if total.stopped:
         console.print(f"[yellow]collect stopped early: {total.stopped}")
     return summary

@@ -9,6 +9,10 @@ reproducible and every prompt eventually succeeds): rate_limit (429 + Retry-Afte
 timeout (hangs), drop (connection closed mid-request), malformed (200 with a broken JSON body),
 empty_choices (200 with `choices: []`). `--api-key K` makes any other key get 401.
 The first line printed is `PORT <n>`. Answers are deterministic: `Echo: <prompt> The answer is <len>.`
+A prompt containing `[reasoning:SHAPE]` gets a reasoning trace in that provider shape: reasoning_content
+(DeepSeek, older vLLM), reasoning (vLLM >= 0.11, OpenRouter), details (OpenRouter reasoning_details),
+summary (a summarized trace), encrypted (redacted), think (inline `<think>` in content), unknown (a field no
+client knows); usage then reports `completion_tokens_details.reasoning_tokens`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import re
 import sys
 import time
 from collections import defaultdict
@@ -111,12 +116,21 @@ class FakeOpenAI:
             c_tok, finish = max_tokens, "length"
         choices = [{"index": i, "message": {"role": "assistant", "content": answer if i == 0 else f"{answer} (sample {i})"},
                     "finish_reason": finish} for i in range(n)]
+        r_tok = 0
+        shape = re.search(r"\[reasoning:(\w+)\]", prompt)
+        if shape:
+            trace = f"First I think about {prompt[:20]!r}. Then I add."
+            r_tok = len(trace.split())
+            for ch in choices:
+                _add_reasoning(ch["message"], shape.group(1), trace)
         self.served += 1
         self._log(key=key, attempt=attempt, status=200, kind="ok", n=n, prompt=prompt[:200])
         return web.json_response({
             "id": f"chatcmpl-{key}-{attempt}", "object": "chat.completion", "created": int(time.time()),
             "model": self.model_name, "choices": choices,
-            "usage": {"prompt_tokens": p_tok, "completion_tokens": c_tok * n, "total_tokens": p_tok + c_tok * n},
+            "usage": {"prompt_tokens": p_tok, "completion_tokens": (c_tok + r_tok) * n,
+                      "total_tokens": p_tok + (c_tok + r_tok) * n,
+                      **({"completion_tokens_details": {"reasoning_tokens": r_tok * n}} if r_tok else {})},
         })
 
     async def models(self, request: web.Request) -> web.Response:
@@ -127,6 +141,23 @@ class FakeOpenAI:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.models)
         return app
+
+
+def _add_reasoning(message: dict[str, Any], shape: str, trace: str) -> None:
+    if shape == "reasoning_content":
+        message["reasoning_content"] = trace
+    elif shape == "reasoning":
+        message["reasoning"] = trace
+    elif shape == "details":
+        message["reasoning_details"] = [{"type": "reasoning.text", "text": trace, "format": "unknown", "index": 0}]
+    elif shape == "summary":
+        message["reasoning_details"] = [{"type": "reasoning.summary", "summary": trace, "index": 0}]
+    elif shape == "encrypted":
+        message["reasoning_details"] = [{"type": "reasoning.encrypted", "data": "gAAAAB3x", "index": 0}]
+    elif shape == "think":
+        message["content"] = f"<think>\n{trace}\n</think>\n\n{message['content']}"
+    elif shape == "unknown":
+        message["thinking_blocks"] = [{"thought": trace}]
 
 
 def parse_faults(items: list[str]) -> dict[str, float]:

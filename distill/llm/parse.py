@@ -2,11 +2,13 @@
 
 Trace locations handled: `message.reasoning_content` (DeepSeek, older vLLM), `message.reasoning` (vLLM >= 0.11,
 OpenRouter), OpenRouter's `reasoning_details` list, and `<think>...</think>` at the start of `content`.
-`reasoning_status`: full | summarized | redacted | absent.
+`reasoning_status`: full | summarized | redacted | absent | unknown (a trace in a shape we do not read: the
+whole message is kept in `raw` so nothing is lost, and counted).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -31,10 +33,29 @@ def split_think(content: str) -> tuple[str | None, str]:
     return m.group(1).strip(), m.group(2).lstrip()
 
 
+KNOWN_KEYS = {"role", "content", "reasoning", "reasoning_content", "reasoning_details", "refusal", "tool_calls",
+              "function_call", "annotations", "audio", "name", "images"}
+
+
+def _unknown_reasoning(message: Any) -> bool:
+    """A trace in a shape we do not know: a reasoning/thinking key we don't read, or non-text content parts."""
+    keys = message.keys() if isinstance(message, dict) else (getattr(message, "model_extra", None) or {}).keys()
+    if any(k not in KNOWN_KEYS and ("reason" in k or "think" in k) and message_get(message, k) for k in keys):
+        return True
+    content = _get(message, "content")
+    return isinstance(content, list) and any(isinstance(p, dict) and p.get("type") not in ("text", None) for p in content)
+
+
+def message_get(message: Any, key: str) -> Any:
+    return _get(message, key)
+
+
 def parse_message(message: Any) -> dict[str, Any]:
+    """-> completion (answer only), reasoning, reasoning_status, raw (the whole message, only for unknown shapes)."""
+    unknown = _unknown_reasoning(message)
     content = _get(message, "content") or ""
     if not isinstance(content, str):  # content parts (list of {type: text, text})
-        content = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") in ("text", None))
     reasoning = _get(message, "reasoning_content") or _get(message, "reasoning")
     status = "full" if reasoning else "absent"
     details = _get(message, "reasoning_details")
@@ -57,7 +78,11 @@ def parse_message(message: Any) -> dict[str, Any]:
             reasoning, content, status = think, answer, "full"
     if not isinstance(reasoning, str | None):
         reasoning = str(reasoning)
-    return {"completion": content, "reasoning": reasoning, "reasoning_status": status}
+    raw = None
+    if unknown and not reasoning:
+        status = "unknown"
+        raw = json.dumps(message if isinstance(message, dict) else message.model_dump(), ensure_ascii=False, default=str)
+    return {"completion": content, "reasoning": reasoning, "reasoning_status": status, "raw": raw}
 
 
 def usage_fields(usage: Any) -> dict[str, int]:
