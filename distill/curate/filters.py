@@ -1,0 +1,154 @@
+"""Per-record filters: each takes a batch (dict of column lists) and returns a keep mask, so `datasets.map`
+can run it batched over Arrow with `num_proc`. The stage counts what each removed and keeps a few examples.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Any
+
+import numpy as np
+
+from distill.curate.config import (
+    CurateConfig,
+    LanguageFilter,
+    LengthFilter,
+    RefusalFilter,
+    RepetitionFilter,
+)
+
+Batch = dict[str, list[Any]]
+
+
+def errors_keep(batch: Batch) -> np.ndarray:
+    """Records with no completion at all or an `error` finish reason (a failed call that still got exported)."""
+    comp = batch["completion"]
+    fr = batch.get("finish_reason") or [None] * len(comp)
+    return np.array([c is not None and f != "error" for c, f in zip(comp, fr)], dtype=bool)
+
+
+def empty_keep(batch: Batch) -> np.ndarray:
+    """The answer (reasoning stripped) must have some non-space text."""
+    return np.array([bool(a and a.strip()) for a in batch["_answer"]], dtype=bool)
+
+
+def finish_reason_keep(batch: Batch, drop: list[str]) -> np.ndarray:
+    dropped = set(drop)
+    return np.array([f not in dropped for f in batch["finish_reason"]], dtype=bool)
+
+
+def compile_refusals(cfg: RefusalFilter) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in cfg.patterns), re.IGNORECASE)
+
+
+def refusal_keep(batch: Batch, pattern: re.Pattern[str]) -> np.ndarray:
+    return np.array([pattern.search(a or "") is None for a in batch["_answer"]], dtype=bool)
+
+
+def length_keep(batch: Batch, cfg: LengthFilter) -> np.ndarray:
+    chars = np.array([len(a or "") for a in batch["_answer"]])
+    toks = np.asarray(batch["assistant_tokens"])
+    total = toks + np.asarray(batch["_prompt_tokens"])
+    keep = chars >= cfg.min_chars
+    if cfg.max_chars is not None:
+        keep &= chars <= cfg.max_chars
+    if cfg.min_tokens is not None:
+        keep &= toks >= cfg.min_tokens
+    if cfg.max_tokens is not None:
+        keep &= toks <= cfg.max_tokens
+    if cfg.max_total_tokens is not None:
+        keep &= total <= cfg.max_total_tokens
+    return keep
+
+
+def repeated_ngram_ratio(text: str, n: int) -> tuple[float, int]:
+    """(share of word n-grams that repeat an earlier one, number of n-grams): 'a b a b a b' with n=2 -> 0.6."""
+    words = text.split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if not grams:
+        return 0.0, 0
+    return 1.0 - len(set(grams)) / len(grams), len(grams)
+
+
+def repetition_keep(batch: Batch, cfg: RepetitionFilter) -> np.ndarray:
+    out = []
+    for a in batch["_answer"]:
+        ratio, count = repeated_ngram_ratio(a or "", cfg.ngram)
+        out.append(count < cfg.min_ngrams or ratio <= cfg.max_ratio)
+    return np.array(out, dtype=bool)
+
+
+# Tiny stopword profiles: enough to tell apart the common Latin-script languages of chat data without a model.
+_STOPWORDS = {
+    "en": "the and is are of to in that it for with as was on be this you not have what which can",
+    "de": "der die das und ist nicht ein eine zu den mit sich auch auf für ich sie es dem wie",
+    "fr": "le la les et est des une un pas que qui dans pour sur vous avec ce il sont du",
+    "es": "el la los las y es que de un una por para con no se lo del como más pero",
+    "pt": "o a os as e é que de um uma não para com do da em se por mais como",
+    "it": "il lo la gli le e è che di un una non per con del della sono come ma",
+    "nl": "de het een en is van dat niet op te zijn met voor ik je die wat",
+}
+_STOP = {lang: set(words.split()) for lang, words in _STOPWORDS.items()}
+_SCRIPTS = {"ru": "CYRILLIC", "uk": "CYRILLIC", "zh": "CJK", "ja": "HIRAGANA|KATAKANA", "ko": "HANGUL",
+            "ar": "ARABIC", "he": "HEBREW", "el": "GREEK", "hi": "DEVANAGARI", "th": "THAI"}
+_WORD = re.compile(r"[^\W\d_]+")
+_FENCE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
+
+
+def detect_language(text: str) -> str | None:
+    """Best-guess ISO 639-1 code, or None when unclear (code, math, very short)."""
+    prose = _FENCE.sub(" ", text)[:4000]  # code blocks say nothing about the natural language
+    letters = [c for c in prose if c.isalpha()]
+    if len(letters) < 20:
+        return None
+    names = [unicodedata.name(c, "") for c in letters[:2000]]
+    latin = sum(n.startswith("LATIN") for n in names)
+    if latin / len(names) < 0.5:
+        if any("HIRAGANA" in n or "KATAKANA" in n for n in names):
+            return "ja"
+        counts: dict[str, int] = {}
+        for lang, script in _SCRIPTS.items():
+            if lang in ("uk", "ja"):
+                continue
+            counts[lang] = sum(any(s in n for s in script.split("|")) for n in names)
+        best = max(counts, key=counts.__getitem__)
+        return best if counts[best] / len(names) > 0.3 else None
+    # single letters ("a", "e", "o") are words in several languages and variable names in code: not evidence
+    words = [w.lower() for w in _WORD.findall(prose) if len(w) > 1]
+    if len(words) < 8:
+        return None
+    scores = {lang: sum(w in stop for w in words) for lang, stop in _STOP.items()}
+    best = max(scores, key=scores.__getitem__)
+    return best if scores[best] >= 3 and scores[best] / len(words) >= 0.1 else None
+
+
+def language_keep(batch: Batch, cfg: LanguageFilter) -> np.ndarray:
+    allowed = set(cfg.allowed)
+    out = []
+    for a in batch["_answer"]:
+        lang = detect_language(a or "")
+        out.append(lang in allowed or (lang is None and cfg.keep_unknown))
+    return np.array(out, dtype=bool)
+
+
+def record_filters(cfg: CurateConfig) -> list[tuple[str, Any]]:
+    """The enabled per-record filters in order: (name, batch -> keep mask)."""
+    out: list[tuple[str, Any]] = []
+    if cfg.errors.enabled:
+        out.append(("errors", errors_keep))
+    if cfg.finish_reason.enabled:
+        drop = list(cfg.finish_reason.drop)
+        out.append(("finish_reason", lambda b: finish_reason_keep(b, drop)))
+    if cfg.empty.enabled:
+        out.append(("empty", empty_keep))
+    if cfg.refusal.enabled:
+        pat = compile_refusals(cfg.refusal)
+        out.append(("refusal", lambda b: refusal_keep(b, pat)))
+    if cfg.length.enabled:
+        out.append(("length", lambda b: length_keep(b, cfg.length)))
+    if cfg.repetition.enabled:
+        out.append(("repetition", lambda b: repetition_keep(b, cfg.repetition)))
+    if cfg.language.enabled:
+        out.append(("language", lambda b: language_keep(b, cfg.language)))
+    return out

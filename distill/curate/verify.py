@@ -1,0 +1,112 @@
+"""Answer verification against the prompt's reference, and rejection sampling over a prompt's samples.
+
+Which check applies to a record (kind "auto"): code when its metadata carries `tests` (run in the sandbox),
+multiple-choice when the reference is a single letter, numeric when the reference contains a number; otherwise
+the record is "unverifiable" (kept unless `drop_unverifiable`). The answer is read with reasoning stripped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from distill.answers import extract_choice, extract_code, extract_number, numbers_match
+from distill.curate.config import VerifyConfig
+from distill.sandbox import run_code
+
+CORRECT, INCORRECT, UNVERIFIABLE = "correct", "incorrect", "unverifiable"
+
+
+def _tests_of(metadata: Any) -> tuple[str | None, str | None]:
+    if not metadata:
+        return None, None
+    try:
+        meta = json.loads(metadata) if isinstance(metadata, str) else dict(metadata)
+    except (ValueError, TypeError):
+        return None, None
+    if not isinstance(meta, dict):
+        return None, None
+    tests = meta.get("tests") or meta.get("test")
+    if isinstance(tests, list):
+        tests = "\n".join(str(t) for t in tests)
+    entry = meta.get("entry_point")
+    return (str(tests) if tests else None), (str(entry) if entry else None)
+
+
+def code_program(answer: str, tests: str, entry_point: str | None) -> str:
+    """The answer's code followed by the tests (HumanEval-style `check(fn)` is called when the tests define it)."""
+    program = extract_code(answer).rstrip() + "\n\n" + tests.rstrip() + "\n"
+    if entry_point and re.search(r"^def check\(", tests, re.M) and not re.search(r"^check\(", tests, re.M):
+        program += f"\ncheck({entry_point})\n"
+    return program
+
+
+def kind_of(reference: str | None, metadata: Any, cfg: VerifyConfig) -> str | None:
+    tests, _ = _tests_of(metadata)
+    if cfg.kind == "code":
+        return "code" if tests else None
+    if reference is None or not str(reference).strip():
+        return "code" if (cfg.kind == "auto" and tests) else None
+    ref = str(reference).strip()
+    if cfg.kind == "choice":
+        return "choice"
+    if cfg.kind == "numeric":
+        return "numeric"
+    if tests:
+        return "code"
+    if re.fullmatch(rf"\(?[{re.escape(cfg.letters)}]\)?\.?", ref):
+        return "choice"
+    if extract_number(ref) is not None:
+        return "numeric"
+    return None
+
+
+def verify_batch(batch: dict[str, list[Any]], cfg: VerifyConfig) -> list[str]:
+    """Verification status of each record in a batch: correct | incorrect | unverifiable."""
+    answers, refs = batch["_answer"], batch["reference"]
+    metas = batch.get("metadata") or [None] * len(answers)
+    out: list[str] = [UNVERIFIABLE] * len(answers)
+    code_jobs: list[tuple[int, str]] = []
+    for i, (ans, ref, meta) in enumerate(zip(answers, refs, metas)):
+        kind = kind_of(ref, meta, cfg)
+        if kind == "numeric":
+            out[i] = CORRECT if numbers_match(extract_number(ans), extract_number(str(ref))) else INCORRECT
+        elif kind == "choice":
+            want = re.sub(r"[^A-Za-z]", "", str(ref)).upper()
+            out[i] = CORRECT if extract_choice(ans, cfg.letters) == want else INCORRECT
+        elif kind == "code":
+            tests, entry = _tests_of(meta)
+            code_jobs.append((i, code_program(ans or "", tests or "", entry)))
+    if code_jobs:
+        with ThreadPoolExecutor(cfg.workers) as pool:
+            results = pool.map(lambda job: run_code(job[1], timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb),
+                               code_jobs)
+            for (i, _), res in zip(code_jobs, results):
+                out[i] = CORRECT if res.passed else INCORRECT
+    return out
+
+
+def rejection_sample(prompt_codes: np.ndarray, status: np.ndarray, lengths: np.ndarray, keep: str,
+                     drop_unverifiable: bool = False) -> np.ndarray:
+    """Keep mask: incorrect answers go; of a prompt's correct samples keep the first, all, or the shortest.
+
+    Unverifiable records are not part of the choice (they are kept, or all dropped with drop_unverifiable).
+    """
+    correct = status == CORRECT
+    mask = status == UNVERIFIABLE if not drop_unverifiable else np.zeros(len(status), dtype=bool)
+    if keep == "all":
+        return mask | correct
+    idx = np.flatnonzero(correct)
+    if not len(idx):
+        return mask
+    if keep == "first":
+        order = idx  # dataset order = prompt order then sample index
+    else:  # shortest; ties -> the earlier sample
+        order = idx[np.lexsort((idx, lengths[idx]))]
+    _, first = np.unique(prompt_codes[order], return_index=True)
+    mask[order[first]] = True
+    return mask
