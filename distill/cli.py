@@ -64,6 +64,21 @@ def _collect(args: argparse.Namespace) -> int:
     return 0 if summary.get("complete") else 1
 
 
+@command("curate", "filter, verify, dedup and decontaminate the collect records -> an SFT dataset", _config_args)
+def _curate(args: argparse.Namespace) -> int:
+    from distill.curate import run_curate
+
+    cfg = _load(args)
+    ccfg = _need(cfg, "curate")
+    src = Path(ccfg.input) if ccfg.input else cfg.root / "collect"
+    s = run_curate(ccfg, src, cfg.root / "curate", force=args.force, pipeline=cfg.name)
+    removed = ", ".join(f"{k} {v['removed']}" for k, v in s["filters"].items() if v.get("removed"))
+    print(f"curate: {s['records_out']} records ({s['splits']['train']['records']} train, "
+          f"{s['splits']['validation']['records']} validation) of {s['records_in']} in {cfg.root / 'curate'}"
+          + (f"; removed: {removed}" if removed else ""))
+    return 0
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
     _config_args(p)
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in runs/<name>/train-work")

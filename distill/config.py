@@ -16,6 +16,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from distill.collect import CollectConfig
+from distill.curate.config import CurateConfig
 from distill.errors import ConfigError
 from distill.evaluate import EvalConfig
 from distill.report import ReportConfig
@@ -31,6 +32,7 @@ class PipelineConfig(Section):
     run_dir: Path | None = Field(default=None, description="default: runs/<name>")
     cache_path: Path | None = Field(default=None, description="LLM response cache; default <run_dir>/cache/llm.sqlite")
     collect: CollectConfig | None = None
+    curate: CurateConfig | None = None
     serve: ServeConfig | None = None
     eval: EvalConfig | None = None
     report: ReportConfig | None = None
