@@ -18,7 +18,8 @@ from pydantic import Field, field_validator
 from distill.errors import InputError
 from distill.estimate import EstimateConfig, estimate_teacher, print_estimate
 from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache, RunStats
-from distill.llm.runner import Budget
+from distill.llm.batch import BatchCollector, BatchConfig
+from distill.llm.runner import Budget, estimate_prompt_tokens
 from distill.progress import console, make_progress
 from distill.prompts import PromptSource, load_prompts
 from distill.rundir import base_summary, file_fingerprint, fingerprint, is_fresh, stage_output, write_json
@@ -28,7 +29,7 @@ RECORD_COLUMNS = [
     "id", "prompt_id", "sample_index", "teacher", "model", "requested_model", "base_url", "messages", "completion",
     "reasoning", "reasoning_status", "finish_reason", "prompt_tokens", "completion_tokens", "reasoning_tokens",
     "cost_usd", "latency_s", "created_at", "response_id", "attempts", "params", "reference", "metadata",
-    "length_retry", "raw",
+    "length_retry", "raw", "batch_id",
 ]
 
 
@@ -43,6 +44,8 @@ class CollectConfig(Section):
         default="keep", description="answers cut at max_tokens: keep, drop, or retry once with a larger max_tokens")
     truncated_retry_factor: float = Field(default=2.0, gt=1, description="max_tokens multiplier for that retry")
     estimate: EstimateConfig = Field(default_factory=EstimateConfig)
+    mode: Literal["online", "batch"] = Field(default="online", description="online requests, or the OpenAI Batch API")
+    batch: BatchConfig = Field(default_factory=BatchConfig)
 
     @field_validator("teachers")
     @classmethod
@@ -70,6 +73,79 @@ def _stats_text(stats: RunStats, t0: float) -> str:
     )
 
 
+async def _collect_batch(cfg: CollectConfig, ds: Any, cache: ResponseCache, state_dir: Path,
+                         failures: list[dict[str, Any]], runners: list[ChatRunner], progress: Any) -> None:
+    """Batch mode: submit cache misses as Batch API jobs (or resume recorded ones), poll, store, fall back."""
+    def describe(req: ChatRequest) -> str:
+        return repr(ds[req.tag]["prompt_id"])
+
+    collectors = []
+    for r in runners:
+        bc = BatchCollector(r, state_dir / f"{r.ep.name}.json", cfg.batch, describe)
+        n = r.ep.params.n
+        in_flight = bc.in_flight_request_keys()
+        todo: list[ChatRequest] = []
+        for req in _requests(ds, n):
+            keys = r.sample_keys(req.messages, req.samples)
+            hit = cache.has_many(keys)
+            r.stats.requests_total += n
+            r.stats.from_cache += len(hit)
+            missing = [i for i, k in zip(req.samples, keys, strict=True) if k not in hit]
+            if missing:
+                sub = ChatRequest(req.messages, missing, req.tag)
+                bc.register([sub])
+                if r.request_key(req.messages) in in_flight:
+                    continue
+                worst = r.price.batch_discount * r.price.cost(
+                    estimate_prompt_tokens(r.full_messages(req.messages)), r._max_out * len(missing))
+                if not r.budget.try_reserve(worst):  # the budget cap holds for batches too
+                    r.stats.not_sent += len(missing)
+                    r.stats.stopped = f"budget_usd {cfg.budget_usd} reached before every request could be batched"
+                    continue
+                todo.append(sub)
+        bc.advance_submissions()  # what a killed run recorded but did not submit
+        bc.submit(todo)
+        collectors.append(bc)
+    tasks = {bc.runner.ep.name: progress.add_task(f"batch {bc.runner.ep.name}", total=None, stats="") for bc in collectors}
+    generation = 0
+    while True:
+        while True:
+            states = {bc.runner.ep.name: bc.poll() for bc in collectors}
+            for name, st in states.items():
+                progress.update(tasks[name], total=st["total"], completed=st["done"],
+                                stats=" ".join(f"{c['status']}" for c in next(b for b in collectors if b.runner.ep.name == name).active))
+            if not any(bc.active for bc in collectors):
+                break
+            await asyncio.sleep(cfg.batch.poll_interval_s)
+        failed = {bc.runner.ep.name: bc.take_failed() for bc in collectors}
+        if not any(failed.values()):
+            return
+        if cfg.batch.fallback == "batch" and generation < cfg.batch.max_resubmits:
+            generation += 1
+            for bc in collectors:
+                bc.submit(failed[bc.runner.ep.name], generation)
+            continue
+        for bc in collectors:
+            reqs = failed[bc.runner.ep.name]
+            if not reqs:
+                continue
+            if cfg.batch.fallback == "online":
+                def on_result(req: ChatRequest, records: Any, error: str | None, from_cache: bool, bc=bc) -> None:
+                    if error is not None:
+                        failures.append({"prompt_id": ds[req.tag]["prompt_id"], "teacher": bc.runner.ep.name,
+                                         "sample_indices": req.samples, "error": error})
+                stats_before = bc.runner.stats.requests_total, bc.runner.stats.from_cache
+                await bc.runner.run(reqs, on_result)
+                # the fallback re-asks requests already counted once
+                bc.runner.stats.requests_total, bc.runner.stats.from_cache = stats_before
+            else:
+                for req in reqs:
+                    failures.append({"prompt_id": ds[req.tag]["prompt_id"], "teacher": bc.runner.ep.name,
+                                     "sample_indices": req.samples, "error": "failed in batch (fallback: none)"})
+                    bc.runner.stats.failed += len(req.samples)
+        return
+
+
 def _longer(ep: EndpointConfig, factor: float) -> EndpointConfig:
     """The same endpoint asking for a larger max_tokens: a different request, so a different cache entry."""
     params = ep.params.model_copy()
@@ -80,7 +156,7 @@ def _longer(ep: EndpointConfig, factor: float) -> EndpointConfig:
     return ep.model_copy(update={"params": params})
 
 
-async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache
+async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache, state_dir: Path
                    ) -> tuple[list[ChatRunner], dict[str, ChatRunner], list[dict[str, Any]]]:
     budget = Budget(cfg.budget_usd)
     failures: list[dict[str, Any]] = []
@@ -111,13 +187,22 @@ async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache
 
         ticker = asyncio.create_task(refresh())
         try:
-            results = await asyncio.gather(
-                *(r.run(_requests(ds, r.ep.params.n), on_result_for(r)) for r in runners), return_exceptions=True
-            )
+            if cfg.mode == "batch":
+                for t in tasks.values():
+                    progress.remove_task(t)
+                tasks.clear()
+                ticker.cancel()
+                await _collect_batch(cfg, ds, cache, state_dir, failures, runners, progress)
+                results = []
+            else:
+                results = await asyncio.gather(
+                    *(r.run(_requests(ds, r.ep.params.n), on_result_for(r)) for r in runners), return_exceptions=True
+                )
         finally:
             ticker.cancel()
         for r in runners:
-            progress.update(tasks[r.ep.name], completed=r.stats.requests_total, stats=_stats_text(r.stats, t0))
+            if r.ep.name in tasks:
+                progress.update(tasks[r.ep.name], completed=r.stats.requests_total, stats=_stats_text(r.stats, t0))
         for res in results:
             if isinstance(res, BaseException):
                 raise res
@@ -209,7 +294,7 @@ def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force:
         console.print(f"[yellow]collect: {prompt_stats['duplicates']} duplicate prompts (same id) skipped")
     cache = ResponseCache(cache_path)
     try:
-        runners, retries, failures = asyncio.run(_collect(cfg, ds, cache))
+        runners, retries, failures = asyncio.run(_collect(cfg, ds, cache, stage_dir.parent / "collect-batches"))
         total = RunStats()
         for r in [*runners, *retries.values()]:
             total.merge(r.stats)

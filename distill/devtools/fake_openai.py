@@ -35,7 +35,8 @@ FAULTS = ("rate_limit", "server_error", "timeout", "drop", "malformed", "empty_c
 class FakeOpenAI:
     def __init__(self, latency: float = 0.0, faults: dict[str, float] | None = None, api_key: str | None = None,
                  log_path: str | None = None, hang_s: float = 60.0, retry_after: float = 0.05,
-                 completion_tokens: int | None = None, model_name: str = "fake-model-0001"):
+                 completion_tokens: int | None = None, model_name: str = "fake-model-0001",
+                 batch_delay: float = 1.0, batch_expire: bool = False):
         self.latency = latency
         self.faults = faults or {}
         self.api_key = api_key
@@ -46,6 +47,10 @@ class FakeOpenAI:
         self.attempts: dict[str, int] = defaultdict(int)
         self.log = open(log_path, "a", buffering=1) if log_path else None  # noqa: SIM115 - lives with the server
         self.served = 0
+        self.files: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_delay = batch_delay
+        self.batch_expire = batch_expire
 
     def _log(self, **entry: Any) -> None:
         if self.log:
@@ -103,6 +108,14 @@ class FakeOpenAI:
             self._log(key=key, attempt=attempt, status=200, kind=fault)
             return web.json_response({"id": "x", "object": "chat.completion", "created": int(time.time()),
                                       "model": self.model_name, "choices": []})
+        self.served += 1
+        self._log(key=key, attempt=attempt, status=200, kind="ok", n=int(body.get("n") or 1), prompt=prompt[:200])
+        return web.json_response(self.answer(body, f"chatcmpl-{key}-{attempt}"))
+
+    def answer(self, body: dict[str, Any], response_id: str) -> dict[str, Any]:
+        """The deterministic chat completion for a request body (shared by /chat/completions and batches)."""
+        messages = body["messages"]
+        prompt = messages[-1].get("content", "")
         n = int(body.get("n") or 1)
         answer = f"Echo: {prompt} The answer is {len(prompt)}."
         if self.completion_tokens is not None:
@@ -123,15 +136,128 @@ class FakeOpenAI:
             r_tok = len(trace.split())
             for ch in choices:
                 _add_reasoning(ch["message"], shape.group(1), trace)
-        self.served += 1
-        self._log(key=key, attempt=attempt, status=200, kind="ok", n=n, prompt=prompt[:200])
-        return web.json_response({
-            "id": f"chatcmpl-{key}-{attempt}", "object": "chat.completion", "created": int(time.time()),
+        return {
+            "id": response_id, "object": "chat.completion", "created": int(time.time()),
             "model": self.model_name, "choices": choices,
             "usage": {"prompt_tokens": p_tok, "completion_tokens": (c_tok + r_tok) * n,
                       "total_tokens": p_tok + (c_tok + r_tok) * n,
                       **({"completion_tokens_details": {"reasoning_tokens": r_tok * n}} if r_tok else {})},
-        })
+        }
+
+    # -- Files and Batch API ---------------------------------------------------------------------------------
+    def _auth_error(self, request: web.Request) -> web.Response | None:
+        if self.api_key is not None and request.headers.get("Authorization", "") != f"Bearer {self.api_key}":
+            return web.json_response({"error": {"message": "Incorrect API key provided"}}, status=401)
+        return None
+
+    async def upload_file(self, request: web.Request) -> web.Response:
+        if (err := self._auth_error(request)) is not None:
+            return err
+        form = await request.post()
+        upload = form["file"]
+        content = upload.file.read() if hasattr(upload, "file") else bytes(str(upload), "utf-8")  # type: ignore[union-attr]
+        fid = f"file-{len(self.files) + 1:04d}"
+        self.files[fid] = content
+        self._log(kind="file_upload", file_id=fid, bytes=len(content), purpose=form.get("purpose"))
+        return web.json_response({"id": fid, "object": "file", "bytes": len(content), "created_at": int(time.time()),
+                                  "filename": getattr(upload, "filename", "upload.jsonl"), "purpose": form.get("purpose"),
+                                  "status": "processed"})
+
+    async def file_content(self, request: web.Request) -> web.Response:
+        if (err := self._auth_error(request)) is not None:
+            return err
+        fid = request.match_info["fid"]
+        if fid not in self.files:
+            return web.json_response({"error": {"message": f"No such File object: {fid}"}}, status=404)
+        return web.Response(body=self.files[fid], content_type="application/octet-stream")
+
+    async def create_batch(self, request: web.Request) -> web.Response:
+        if (err := self._auth_error(request)) is not None:
+            return err
+        body = await request.json()
+        fid = body.get("input_file_id")
+        if fid not in self.files:
+            return web.json_response({"error": {"message": f"No such File object: {fid}"}}, status=400)
+        bid = f"batch_{len(self.batches) + 1:04d}"
+        n_lines = len([ln for ln in self.files[fid].splitlines() if ln.strip()])
+        self.batches[bid] = {
+            "id": bid, "object": "batch", "endpoint": body.get("endpoint"), "input_file_id": fid,
+            "completion_window": body.get("completion_window"), "status": "validating", "created_at": int(time.time()),
+            "output_file_id": None, "error_file_id": None, "errors": None, "metadata": body.get("metadata"),
+            "request_counts": {"total": n_lines, "completed": 0, "failed": 0}, "_t0": time.monotonic(),
+        }
+        self._log(kind="batch_create", batch_id=bid, input_file_id=fid, requests=n_lines)
+        return web.json_response(self._public(self.batches[bid]))
+
+    def _public(self, b: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in b.items() if not k.startswith("_")}
+
+    def _advance(self, b: dict[str, Any]) -> None:
+        """Batches finish `batch_delay` seconds after creation (or expire, with `batch_expire`)."""
+        if b["status"] not in ("validating", "in_progress"):
+            return
+        age = time.monotonic() - b["_t0"]
+        lines = [json.loads(ln) for ln in self.files[b["input_file_id"]].splitlines() if ln.strip()]
+        bad = self._validate(lines)
+        if bad:
+            b.update(status="failed", errors={"object": "list", "data": bad})
+            return
+        if age < self.batch_delay:
+            b["status"] = "in_progress"
+            b["request_counts"]["completed"] = int(len(lines) * age / self.batch_delay)
+            return
+        out, errs = [], []
+        for i, line in enumerate(lines):
+            prompt = line["body"]["messages"][-1].get("content", "")
+            if self.batch_expire and i >= len(lines) // 2:
+                errs.append({"id": f"req_{i}", "custom_id": line["custom_id"], "response": None,
+                             "error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}})
+            elif "[batch-error]" in prompt:
+                errs.append({"id": f"req_{i}", "custom_id": line["custom_id"],
+                             "response": {"status_code": 500, "request_id": f"r{i}", "body": {"error": {"message": "server error"}}},
+                             "error": None})
+            else:
+                out.append({"id": f"req_{i}", "custom_id": line["custom_id"], "error": None,
+                            "response": {"status_code": 200, "request_id": f"r{i}",
+                                         "body": self.answer(line["body"], f"chatcmpl-{b['id']}-{i}")}})
+        oid, eid = f"file-{len(self.files) + 1:04d}", None
+        self.files[oid] = "".join(json.dumps(o) + "\n" for o in out).encode()
+        if errs:
+            eid = f"file-{len(self.files) + 1:04d}"
+            self.files[eid] = "".join(json.dumps(e) + "\n" for e in errs).encode()
+        b.update(status="expired" if self.batch_expire else "completed", output_file_id=oid, error_file_id=eid,
+                 request_counts={"total": len(lines), "completed": len(out), "failed": len(errs)})
+        self._log(kind="batch_done", batch_id=b["id"], status=b["status"], completed=len(out), failed=len(errs))
+
+    @staticmethod
+    def _validate(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        bad = []
+        for i, line in enumerate(lines, 1):
+            body = line.get("body") or {}
+            if "custom_id" not in line:
+                bad.append({"code": "missing_required_parameter", "line": i, "param": "custom_id", "message": "custom_id is required"})
+            elif not isinstance(body.get("model"), str) or not body.get("model"):
+                bad.append({"code": "invalid_request", "line": i, "param": "body.model", "message": "model must be a non-empty string"})
+            elif line.get("url") != "/v1/chat/completions":
+                bad.append({"code": "invalid_url", "line": i, "param": "url", "message": f"unsupported url {line.get('url')!r}"})
+        return bad
+
+    async def get_batch(self, request: web.Request) -> web.Response:
+        if (err := self._auth_error(request)) is not None:
+            return err
+        b = self.batches.get(request.match_info["bid"])
+        if b is None:
+            return web.json_response({"error": {"message": "No such batch"}}, status=404)
+        self._advance(b)
+        self._log(kind="batch_poll", batch_id=b["id"], status=b["status"])
+        return web.json_response(self._public(b))
+
+    async def list_batches(self, request: web.Request) -> web.Response:
+        if (err := self._auth_error(request)) is not None:
+            return err
+        data = [self._public(b) for b in reversed(self.batches.values())]
+        return web.json_response({"object": "list", "data": data, "has_more": False,
+                                  "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": self.model_name, "object": "model"}]})
@@ -140,6 +266,11 @@ class FakeOpenAI:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.models)
+        app.router.add_post("/v1/files", self.upload_file)
+        app.router.add_get("/v1/files/{fid}/content", self.file_content)
+        app.router.add_post("/v1/batches", self.create_batch)
+        app.router.add_get("/v1/batches", self.list_batches)
+        app.router.add_get("/v1/batches/{bid}", self.get_batch)
         return app
 
 
@@ -172,7 +303,8 @@ def parse_faults(items: list[str]) -> dict[str, float]:
 
 async def serve(args: argparse.Namespace) -> None:
     fake = FakeOpenAI(args.latency, parse_faults(args.fault), args.api_key, args.log, args.hang,
-                      args.retry_after, args.completion_tokens)
+                      args.retry_after, args.completion_tokens, batch_delay=args.batch_delay,
+                      batch_expire=args.batch_expire)
     runner = web.AppRunner(fake.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=4096)
@@ -192,6 +324,8 @@ def main() -> None:
     ap.add_argument("--hang", type=float, default=60.0, help="how long a 'timeout' fault hangs")
     ap.add_argument("--retry-after", type=float, default=0.05, help="Retry-After seconds sent with 429")
     ap.add_argument("--completion-tokens", type=int, default=None, help="fixed answer length in tokens")
+    ap.add_argument("--batch-delay", type=float, default=1.0, help="seconds until a batch completes")
+    ap.add_argument("--batch-expire", action="store_true", help="batches expire with half their requests undone")
     args = ap.parse_args()
     try:
         import uvloop  # type: ignore[import-not-found]
