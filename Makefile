@@ -20,3 +20,18 @@ collect:            ## query the teacher(s) for every prompt
 
 bench-collect:      ## collector throughput vs C/L and vs a bare AsyncOpenAI loop
 	$(PY) benchmarks/bench_collect.py
+
+# train-student: `accelerate launch` over every visible GPU (DDP), or one CPU process when there is none.
+# Override: make train-student ACCEL_CONFIG=configs/accelerate/fsdp.yaml NPROC=8 (README: "training on N GPUs").
+GPUS = $(shell $(PY) -c "import torch; print(torch.cuda.device_count())" 2>/dev/null || echo 0)
+NPROC ?= $(if $(filter 0,$(GPUS)),1,$(GPUS))
+ACCEL_CONFIG ?= configs/accelerate/$(if $(filter 0,$(GPUS)),cpu,ddp).yaml
+
+.PHONY: train-student bench-train
+
+train-student:      ## fine-tune the student on the curated dataset (accelerate launch; ARGS="--resume" / "--check")
+	$(PY) -m accelerate.commands.launch --config_file $(ACCEL_CONFIG) --num_processes $(NPROC) \
+		-m distill.cli train -c $(CONFIG) $(ARGS)
+
+bench-train:        ## training stack tokens/s vs a bare PyTorch loop; packing efficiency
+	$(PY) benchmarks/bench_train.py
