@@ -4,7 +4,7 @@ PY ?= python
 DISTILL ?= $(PY) -m distill.cli
 ARGS ?=
 
-.PHONY: install install-cpu test collect bench-collect
+.PHONY: install install-cpu test collect estimate bench-collect
 
 install:            ## the package with every extra (GPU box: vllm; see README)
 	$(PY) -m pip install -e ".[train,curate,eval,estimate,dev]"
@@ -18,8 +18,25 @@ test:               ## the test suite (what CI runs)
 collect:            ## query the teacher(s) for every prompt
 	$(DISTILL) collect -c $(CONFIG) $(ARGS)
 
+estimate:           ## dry run: requests, tokens and $ (online and batch) before spending
+	$(DISTILL) collect -c $(CONFIG) --dry-run $(ARGS)
+
 bench-collect:      ## collector throughput vs C/L and vs a bare AsyncOpenAI loop
 	$(PY) benchmarks/bench_collect.py
+
+.PHONY: serve-student eval report bench-serve
+
+serve-student:      ## serve the trained student with vLLM (OpenAI API) until Ctrl-C
+	$(DISTILL) serve -c $(CONFIG) $(ARGS)
+
+eval:               ## score teacher, student and base on the benchmarks (ARGS="--limit 50" for a quick run)
+	$(DISTILL) eval -c $(CONFIG) $(ARGS)
+
+report:             ## the teacher-vs-student table (Markdown, JSON) and chart from the eval results
+	$(DISTILL) report -c $(CONFIG) $(ARGS)
+
+bench-serve:        ## vLLM-served tokens/s vs transformers generate on the same tiny model
+	$(PY) benchmarks/bench_serve.py
 
 # train-student: `accelerate launch` over every visible GPU (DDP), or one CPU process when there is none.
 # Override: make train-student ACCEL_CONFIG=configs/accelerate/fsdp.yaml NPROC=8 (README: "training on N GPUs").
