@@ -109,6 +109,7 @@ def _train(args: argparse.Namespace) -> int:
 def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", default="pipelines/demo.yaml", help="pipeline YAML (default: pipelines/demo.yaml)")
     p.add_argument("--port", type=int, default=None, help="override serve.port")
+    p.add_argument("--host", default=None, help="override serve.host (0.0.0.0 inside a container)")
 
 
 @command("serve", "serve the trained student with vLLM (OpenAI-compatible) until Ctrl-C", _serve_args)
@@ -116,7 +117,7 @@ def _serve(args: argparse.Namespace) -> int:
     from distill.serve import ServeConfig, serve_foreground
 
     cfg = _load(args)
-    return serve_foreground(cfg.serve or ServeConfig(), cfg.root, port=args.port)
+    return serve_foreground(cfg.serve or ServeConfig(), cfg.root, port=args.port, host=args.host)
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:

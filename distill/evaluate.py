@@ -334,7 +334,7 @@ def _eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, r
         keys = [k for lb, r in runners for msgs in lb.messages for k in r.sample_keys(msgs, list(range(r.ep.params.n)))]
         missing = len(keys) - len(cache.has_many(keys))
         served_info = {"model": server.model, "adapter": m.serve.adapter if m.serve else None,
-                       "started": missing > 0}
+                       "started": missing > 0, "base_url": server.base_url if missing else None}
         if missing:
             console.print(f"eval {m.name}: starting vLLM for {server.model} ({missing} answers not cached) ...")
             t0 = time.monotonic()

@@ -230,3 +230,28 @@ def run_report(cfg: Any, run_root: Path, *, force: bool = False) -> dict[str, An
         )
         write_json(out / "summary.json", summary)
     return summary
+
+
+def eval_rows_frame(run_root: Path) -> Any:
+    """Every per-item row of every evaluated model as one pandas DataFrame (columns: model, role, benchmark, id,
+    subject, correct, completion_tokens, output, reference, extracted, question, ...) — what the notebook explores."""
+    import pandas as pd
+
+    eval_dir = Path(run_root) / "eval"
+    models = _load_models(eval_dir)
+    frames = []
+    for name, s in models.items():
+        for b in s.get("benchmarks", {}):
+            f = eval_dir / name / f"{b}.jsonl"
+            if not f.is_file():
+                continue
+            df = pd.read_json(f, lines=True, dtype=False)
+            if df.empty:
+                continue
+            df["model"], df["role"] = name, s.get("role", "other")
+            df["question"] = [next((m["content"] for m in reversed(p) if m.get("role") == "user"), "")
+                              if isinstance(p, list) else "" for p in df["prompt"]]
+            frames.append(df)
+    if not frames:
+        raise InputError(f"{eval_dir}: no per-item rows (*.jsonl) to explore")
+    return pd.concat(frames, ignore_index=True)

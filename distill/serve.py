@@ -154,6 +154,9 @@ class ServeConfig(Section):
     ready_timeout_s: float = Field(default=900.0, gt=0)
 
 
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the --max-lora-rank values vLLM accepts
+
+
 def _looks_local(ref: str) -> bool:
     return ref.startswith((".", "/", "~")) or ref.count("/") != 1 or Path(ref).exists()
 
@@ -181,7 +184,7 @@ def build_server(cfg: ServeConfig, run_root: Path, *, served_name: str | None = 
         if not conf.is_file():
             raise ConfigError(f"serve.adapter: {adapter} has no adapter_config.json (expected a PEFT LoRA adapter dir)")
         r = int(json.loads(conf.read_text()).get("r") or 16)
-        rank = cfg.max_lora_rank or max(r, 8)
+        rank = cfg.max_lora_rank or next((v for v in VLLM_LORA_RANKS if v >= r), r)
         if rank < r:
             raise ConfigError(f"serve.max_lora_rank: {rank} is below the adapter's rank r={r}")
         lora = {name: str(adapter)}
@@ -192,12 +195,12 @@ def build_server(cfg: ServeConfig, run_root: Path, *, served_name: str | None = 
                       ready_timeout_s=cfg.ready_timeout_s, kv_cache_gib=cfg.kv_cache_gib)
 
 
-def serve_foreground(cfg: ServeConfig, run_root: Path, *, port: int | None = None) -> int:
+def serve_foreground(cfg: ServeConfig, run_root: Path, *, port: int | None = None, host: str | None = None) -> int:
     """`distill serve`: start vLLM, wait until it answers, print the URL, run until Ctrl-C, then stop cleanly."""
     from distill.progress import console
 
     log = Path(run_root) / "serve" / "vllm.log"
-    srv = build_server(cfg, run_root, port=port, log_path=log)
+    srv = build_server(cfg, run_root, port=port, host=host, log_path=log)
     console.print(f"serve: starting vLLM for {srv.model} (log: {log}) ...")
     srv.start()
     try:

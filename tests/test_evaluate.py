@@ -32,6 +32,8 @@ def _cfg(tmp_path: Path, url: str, **eval_extra: Any) -> Any:
                 {"name": "echo", "kind": "local", "source": str(F / "echo_numeric.jsonl")},
                 {"name": "gsm8k", "source": str(F / "gsm8k_test.jsonl"), "limit": 2},
                 {"name": "mmlu", "source": str(F / "mmlu_test.jsonl"), "max_tokens": 64},
+                {"name": "humaneval", "source": str(F / "humaneval_sample.jsonl"), "limit": 2,
+                 "options": {"timeout_s": 5}},
             ],
             **eval_extra,
         },
@@ -48,7 +50,7 @@ def test_eval_rows_scores_cost_and_free_rerun(tmp_path: Path, fake_server: Any) 
     run = tmp_path / "run"
     top = run_eval(cfg, run, cfg.cache_file)
     served = len(srv.served())
-    assert served == 3 * (5 + 2 + 6)
+    assert served == 3 * (5 + 2 + 6 + 2)
 
     rows = _rows(run, "teacher", "echo")
     assert [r["correct"] for r in rows] == [True, False, True, False, True]
@@ -72,6 +74,10 @@ def test_eval_rows_scores_cost_and_free_rerun(tmp_path: Path, fake_server: Any) 
     assert set(mm["per_subject"]) == {"astronomy", "high_school_mathematics"} and mm["items"] == 6
     assert mm["macro"] == pytest.approx(sum(v["score"] for v in mm["per_subject"].values()) / 2)
     assert mm["max_tokens"] == 64 and s["benchmarks"]["gsm8k"]["max_tokens"] == 512
+    # humaneval: the echoed prompt is not a solution; it ran in the sandbox and failed its tests
+    he = s["benchmarks"]["humaneval"]
+    assert he["metric"] == "pass@1" and he["score"] == 0.0 and sum(he["details"].values()) == 2
+    assert set(he["details"]) <= {"failed", "error"}
 
     st = json.loads((run / "eval" / "student" / "summary.json").read_text())["cost"]
     assert st["basis"] == "gpu" and st["throughput_source"] == "measured"
@@ -85,7 +91,7 @@ def test_eval_rows_scores_cost_and_free_rerun(tmp_path: Path, fake_server: Any) 
     top2 = run_eval(cfg, run, cfg.cache_file, force=True)
     assert len(srv.served()) == served
     st2 = json.loads((run / "eval" / "student" / "summary.json").read_text())
-    assert st2["completed"] == 0 and st2["from_cache"] == 13
+    assert st2["completed"] == 0 and st2["from_cache"] == 15
     assert st2["cost"]["throughput_source"] == "previous run"
     assert st2["cost"]["usd_per_1m_output_tokens"] == pytest.approx(st["usd_per_1m_output_tokens"])
     assert top2["models"]["teacher"]["scores"] == top["models"]["teacher"]["scores"]
@@ -135,3 +141,26 @@ def test_eval_user_errors_are_one_line(tmp_path: Path, fake_server: Any, capsys:
 
     with pytest.raises(DistillError, match="teacher"):
         run_eval(cfg, tmp_path / "run", cfg.cache_file, models=["teacher"])
+
+
+def test_agreement_with_the_teacher_on_the_curated_validation_split(tmp_path: Path, fake_server: Any) -> None:
+    import datasets
+
+    qs = ["What is 3 + 4?", "What is 10 + 20?", "Name a colour."]
+    # the teacher's recorded answers: rows 0 and 2 agree with what the fake model will say (len of the prompt)
+    teacher = [f"3 + 4 = 7. The answer is {len(qs[0])}.", "The answer is 30.", f"Echo: {qs[2]} The answer is {len(qs[2])}."]
+    rows = {"prompt_id": [f"p{i}" for i in range(3)],
+            "messages": [[{"role": "user", "content": q}, {"role": "assistant", "content": a}] for q, a in zip(qs, teacher)]}
+    run = tmp_path / "run"
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows), "validation": datasets.Dataset.from_dict(rows)}
+                         ).save_to_disk(str(run / "curate" / "dataset"))
+    srv = fake_server()
+    cfg = parse_config({"name": "a", "run_dir": str(run), "eval": {"progress": False,
+        "models": [{"name": "student", "role": "student", "base_url": srv.base_url, "model": "s"}],
+        "benchmarks": [{"name": "validation", "kind": "agreement"}]}})
+    run_eval(cfg, run, cfg.cache_file)
+    out = _rows(run, "student", "validation")
+    assert [r["id"] for r in out] == ["p0", "p1", "p2"] and [r["correct"] for r in out] == [True, False, True]
+    assert out[1]["reference"] == "30" and out[0]["prompt"] == [{"role": "user", "content": qs[0]}]
+    s = json.loads((run / "eval" / "student" / "summary.json").read_text())["benchmarks"]["validation"]
+    assert s["metric"] == "agreement" and s["score"] == pytest.approx(2 / 3)

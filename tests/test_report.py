@@ -1,0 +1,136 @@
+"""report and the gap-explorer notebook render from stored eval results (hand-made eval dirs, no model calls)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from distill.cli import main
+from distill.errors import InputError
+from distill.report import ReportConfig, build_table, gap_recovered, run_report
+from distill.rundir import base_summary, write_json
+
+NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "gap_explorer.ipynb"
+
+# model -> benchmark -> per-item correctness; subjects for mmlu
+RESULTS = {
+    "teacher": {"gsm8k": [1, 1, 1, 1, 0], "mmlu": [1, 1, 1, 0], "humaneval": [1, 0]},
+    "student": {"gsm8k": [1, 1, 1, 0, 0], "mmlu": [1, 0, 1, 0], "humaneval": [0, 0]},
+    "base": {"gsm8k": [1, 0, 0, 0, 0], "mmlu": [0, 0, 1, 0], "humaneval": [0, 0]},
+}
+ROLES = {"teacher": "teacher", "student": "student", "base": "base"}
+INFO = {"gsm8k": ("gsm8k", 8, "accuracy"), "mmlu": ("mmlu", 5, "accuracy"), "humaneval": ("humaneval", 0, "pass@1")}
+
+
+def make_eval_dir(run: Path, results: dict[str, dict[str, list[int]]] = RESULTS) -> Path:
+    """Write what `distill eval` writes: per-item rows, per-model summaries, the eval index."""
+    from distill.benchmarks import mean_stderr
+
+    index = {}
+    for model, benches in results.items():
+        d = run / "eval" / model
+        d.mkdir(parents=True)
+        summ_b = {}
+        for b, correct in benches.items():
+            rows = []
+            for i, c in enumerate(correct):
+                subject = ("astronomy" if i % 2 else "algebra") if b == "mmlu" else None
+                toks = 10 * (i + 1) + (20 if model == "teacher" else 0)
+                rows.append({"id": f"{b}-{i}", "benchmark": b, "subject": subject, "sample_index": 0,
+                             "prompt": [{"role": "user", "content": f"{b} question {i}?"}],
+                             "output": f"{model} says {i if c else -1}", "reasoning": None, "reference": str(i),
+                             "extracted": str(i if c else -1), "correct": bool(c), "detail": None,
+                             "prompt_tokens": 5, "completion_tokens": toks, "latency_s": 0.1,
+                             "finish_reason": "stop", "cost_usd": 0.0, "error": None})
+            (d / f"{b}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            score, se = mean_stderr([float(c) for c in correct])
+            kind, k, metric = INFO[b]
+            summ_b[b] = {"metric": metric, "score": score, "stderr": se, "items": len(correct), "failed": 0,
+                         "k_shot": k, "benchmark": {"name": b, "kind": kind, "k_shot": k, "metric": metric}}
+        s = base_summary("eval", f"fp-{model}", {})
+        cost = ({"basis": "price table", "usd_per_1m_output_tokens": 0.6} if model == "teacher" else
+                {"basis": "gpu", "usd_per_1m_output_tokens": 0.02, "output_tokens_per_hour": 1e8})
+        s.update(model=model, role=ROLES.get(model, "other"), benchmarks=summ_b, cost=cost, complete=True)
+        write_json(d / "summary.json", s)
+        index[model] = {"role": s["role"], "complete": True}
+    top = base_summary("eval", "fp", {})
+    top.update(models=index, complete=True)
+    write_json(run / "eval" / "summary.json", top)
+    return run
+
+
+def test_gap_recovered() -> None:
+    assert gap_recovered(0.6, 0.2, 0.8) == pytest.approx(2 / 3)
+    assert gap_recovered(0.9, 0.2, 0.8) == pytest.approx(7 / 6)  # the student can overtake the teacher
+    assert gap_recovered(0.5, 0.5, 0.5) is None and gap_recovered(None, 0.1, 0.5) is None
+
+
+def test_report_renders_table_json_chart(tmp_path: Path) -> None:
+    run = make_eval_dir(tmp_path / "run")
+    cfg = type("Cfg", (), {"name": "demo", "report": None})()
+    s = run_report(cfg, run)
+    out = run / "report"
+    md = (out / "report.md").read_text()
+    assert "| Model | GSM8K (8-shot) | MMLU (5-shot) | HumanEval (pass@1) | $/1M tokens |" in md
+    assert "| teacher (teacher) | 80.0 ± 20.0 | 75.0 ± 25.0 | 50.0 ± 50.0 | $0.60 |" in md
+    assert "| student (student) | 60.0 ± 24.5 | 50.0 ± 28.9 | 0.0 | $0.0200 |" in md
+    # gsm8k: (0.6 - 0.2) / (0.8 - 0.2) = 67%; mmlu: (0.5 - 0.25) / (0.75 - 0.25) = 50%; humaneval: 0 / 0.5 = 0%
+    assert "| **gap recovered** | 67% | 50% | 0% | |" in md
+    rep = json.loads((out / "report.json").read_text())
+    assert [c["benchmark"] for c in rep["columns"]] == ["gsm8k", "mmlu", "humaneval"]
+    assert rep["gap_recovered"]["gsm8k"] == pytest.approx(2 / 3)
+    assert rep["rows"][1]["usd_per_1m_tokens"] == 0.02 and rep["roles"] == ROLES
+    png = (out / "chart.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
+    assert s["teacher_accuracy"] == pytest.approx(0.8) and s["student_accuracy"] == pytest.approx(0.6)
+    assert s["student_over_teacher"] == pytest.approx(0.75) and s["primary"] == "gsm8k"
+    # up to date: skipped (same summary); --force re-renders
+    mtime = (out / "report.md").stat().st_mtime_ns
+    run_report(cfg, run)
+    assert (out / "report.md").stat().st_mtime_ns == mtime
+    cfg.report = ReportConfig(benchmarks=["mmlu"], primary="mmlu", title="T")
+    s2 = run_report(cfg, run)
+    assert s2["student_over_teacher"] == pytest.approx(0.5 / 0.75)
+    assert "| Model | MMLU (5-shot) | $/1M tokens |" in (out / "report.md").read_text()
+
+
+def test_report_without_base_and_bad_input(tmp_path: Path) -> None:
+    run = make_eval_dir(tmp_path / "run", {k: v for k, v in RESULTS.items() if k != "base"})
+    from distill.report import _load_models
+
+    table = build_table(_load_models(run / "eval"), ReportConfig())
+    assert table["gap_recovered"] == {"gsm8k": None, "mmlu": None, "humaneval": None}
+    with pytest.raises(InputError, match="report.benchmarks: arc not evaluated"):
+        build_table(_load_models(run / "eval"), ReportConfig(benchmarks=["arc"]))
+    with pytest.raises(InputError, match="no finished eval stage"):
+        run_report(type("Cfg", (), {"name": "x", "report": None})(), tmp_path / "nothing")
+
+
+def test_report_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = make_eval_dir(tmp_path / "run")
+    cfg = tmp_path / "p.yaml"
+    cfg.write_text(f"name: demo\nrun_dir: {run}\nreport:\n  title: My distillation\n")
+    assert main(["report", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "# My distillation" in out and "gap recovered" in out and "chart.png" in out
+
+
+def test_gap_explorer_notebook_executes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    run = make_eval_dir(tmp_path / "run")
+    monkeypatch.setenv("DISTILL_RUN_DIR", str(run))
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs: list[dict[str, Any]] = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    text = "\n".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert "comparing teacher='teacher' vs student='student'" in text
+    # gsm8k item 3 + mmlu item 1 + humaneval item 0: solved by the teacher only; none the other way round
+    assert "teacher solves, student fails: 3 of 11 items" in text
+    assert "student solves, teacher fails: 0 of 11 items" in text
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 3  # per-benchmark, per-subject, output lengths
