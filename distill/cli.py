@@ -174,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: everything answered so far is in the cache; re-run to resume", file=sys.stderr)
         return 130
+    except Exception:  # a bug, not a user mistake: keep the traceback, but never with a key in it
+        import traceback
+
+        print(redact(traceback.format_exc()), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
