@@ -383,6 +383,25 @@ def _eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, r
 
 
 # -- the stage ----------------------------------------------------------------------------------------------------
+def model_fingerprint(ecfg: EvalConfig, m: EvalModel, loaded: list[LoadedBenchmark], run_root: Path) -> str:
+    """What decides whether eval/<model>/ is up to date: the model, the benchmarks, their files, served weights."""
+    served_fp = _served_identity(m, run_root)[1] if m.serve is not None else None
+    return fingerprint(_model_config_json(m), [b.model_dump(mode="json") for b in ecfg.benchmarks], ecfg.limit,
+                       ecfg.temperature, [lb.source_fp for lb in loaded], served_fp)
+
+
+def eval_is_fresh(cfg: Any, run_root: Path, model: str, *, limit: int | None = None) -> bool:
+    """True when `run_eval` would skip this model (e.g. to know whether a teacher server must be started)."""
+    ecfg: EvalConfig = cfg.eval
+    if limit is not None:
+        ecfg = ecfg.model_copy(update={"limit": limit})
+    m = next((x for x in ecfg.models if x.name == model), None)
+    if m is None:
+        raise ConfigError(f"eval.models: no model named {model}")
+    fp = model_fingerprint(ecfg, m, load_benchmarks(ecfg, Path(run_root)), Path(run_root))
+    return is_fresh(Path(run_root) / "eval" / model, fp)
+
+
 def run_eval(cfg: Any, run_root: Path, cache_path: Path, *, force: bool = False,
              models: list[str] | None = None, limit: int | None = None) -> dict[str, Any]:
     """Score every model (or those named in `models`) on every benchmark; returns the stage index summary.
@@ -412,9 +431,7 @@ def run_eval(cfg: Any, run_root: Path, cache_path: Path, *, force: bool = False,
     try:
         for m in chosen:
             stage_dir = eval_dir / m.name
-            served_fp = _served_identity(m, run_root)[1] if m.serve is not None else None
-            fp = fingerprint(_model_config_json(m), bench_cfg, ecfg.limit, ecfg.temperature,
-                             [lb.source_fp for lb in loaded], served_fp)
+            fp = model_fingerprint(ecfg, m, loaded, run_root)
             previous = read_summary(stage_dir)
             if not force and is_fresh(stage_dir, fp):
                 console.print(f"eval {m.name}: up to date in {stage_dir} (use --force to re-run)")

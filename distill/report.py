@@ -197,7 +197,12 @@ def run_report(cfg: Any, run_root: Path, *, force: bool = False) -> dict[str, An
     rcfg: ReportConfig = getattr(cfg, "report", None) or ReportConfig()
     run_root = Path(run_root)
     models = _load_models(run_root / "eval")
-    fp = fingerprint(rcfg.model_dump(mode="json"), {n: s.get("fingerprint") for n, s in models.items()},
+    ecfg = getattr(cfg, "eval", None)
+    if rcfg.models is None and ecfg is not None:
+        # rows: the models the eval config names (in its order), not stale dirs of models since removed
+        named = [m.name for m in ecfg.models if m.name in models]
+        models = {n: models[n] for n in named} or models
+    fp = fingerprint(rcfg.model_dump(mode="json"), list(models), {n: s.get("fingerprint") for n, s in models.items()},
                      {n: s.get("finished_at") for n, s in models.items()})
     stage_dir = run_root / "report"
     if not force and is_fresh(stage_dir, fp):

@@ -47,7 +47,7 @@ class VLLMServer:
     """`with VLLMServer(model_dir) as srv: srv.base_url` — a live OpenAI-compatible endpoint."""
 
     def __init__(self, model: str | Path, *, served_name: str | None = None, host: str = "127.0.0.1",
-                 port: int | None = None, max_model_len: int = 1024, extra_args: list[str] | None = None,
+                 port: int | None = None, max_model_len: int | None = 1024, extra_args: list[str] | None = None,
                  lora_modules: dict[str, str | Path] | None = None, max_lora_rank: int = 16,
                  log_path: str | Path | None = None, ready_timeout_s: float = 600.0, kv_cache_gib: int = 1):
         self.model = str(model)
@@ -59,9 +59,10 @@ class VLLMServer:
         self.args = [
             sys.executable, "-m", "vllm.entrypoints.openai.api_server",
             "--model", self.model, "--served-model-name", self.served_name,
-            "--host", host, "--port", str(self.port), "--max-model-len", str(max_model_len),
-            "--disable-log-stats",
+            "--host", host, "--port", str(self.port), "--disable-log-stats",
         ]
+        if max_model_len is not None:  # None: the model's own context length
+            self.args += ["--max-model-len", str(max_model_len)]
         if lora_modules:
             self.args += ["--enable-lora", "--max-lora-rank", str(max_lora_rank), "--lora-modules",
                           *(f"{k}={v}" for k, v in lora_modules.items())]
@@ -145,7 +146,7 @@ class ServeConfig(Section):
     served_name: str | None = Field(default=None, description="model id clients send; default 'student'")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535, description="`distill serve` only; eval picks a free port")
-    max_model_len: int = Field(default=4096, gt=0)
+    max_model_len: int | None = Field(default=None, gt=0, description="default: the model's own context length")
     max_lora_rank: int | None = Field(default=None, gt=0, description="default: the adapter's rank r")
     dtype: str | None = Field(default=None, description="vLLM --dtype (auto, bfloat16, float16, float32)")
     gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)

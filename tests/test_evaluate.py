@@ -11,7 +11,7 @@ import pytest
 
 from distill.cli import main
 from distill.config import parse_config
-from distill.evaluate import aggregate, run_eval
+from distill.evaluate import aggregate, eval_is_fresh, run_eval
 
 F = Path(__file__).parent / "fixtures" / "benchmarks"
 
@@ -95,6 +95,7 @@ def test_eval_rows_scores_cost_and_free_rerun(tmp_path: Path, fake_server: Any) 
     assert st2["cost"]["throughput_source"] == "previous run"
     assert st2["cost"]["usd_per_1m_output_tokens"] == pytest.approx(st["usd_per_1m_output_tokens"])
     assert top2["models"]["teacher"]["scores"] == top["models"]["teacher"]["scores"]
+    assert eval_is_fresh(cfg, run, "student") and not eval_is_fresh(cfg, run, "student", limit=1)
 
 
 def test_eval_limit_and_model_filter_and_samples(tmp_path: Path, fake_server: Any) -> None:
