@@ -34,11 +34,13 @@ def build_program(item: Item, completion_code: str) -> str:
     code = completion_code
     if f"def {entry}" not in code:
         lines = code.splitlines()
-        if lines and not lines[0].startswith((" ", "\t")) and any(ln.startswith((" ", "\t")) for ln in lines[1:]):
+        if lines and not any(ln.startswith((" ", "\t")) for ln in lines if ln.strip()):
+            lines = ["    " + ln for ln in lines]  # a body written flush left
+        elif lines and not lines[0].startswith((" ", "\t")):
             lines[0] = "    " + lines[0]  # answer extraction strips the body's first indent
         code = item.question + "\n".join(lines)  # a bare body continues the prompt's signature
-    elif "import" in item.question.split(f"def {entry}")[0]:
-        code = item.question.split(f"def {entry}")[0] + code  # keep the prompt's imports and helpers
+    else:
+        code = item.question.split(f"def {entry}")[0] + code  # the prompt's imports and helper functions
     return f"{code}\n\n{item.metadata['test']}\n\ncheck({entry})\n"
 
 

@@ -94,8 +94,8 @@ class MMLU(Benchmark):
             items = super().load(source, split)
         if self.fewshot_source:
             self._set_pool(self._load_any(self.fewshot_source, self.fewshot_split), f"{self.fewshot_source}")
-        elif source is None:
-            self._set_pool(self._default_items(None, self.fewshot_split), f"{self.hub[0]} {self.fewshot_split}")
+        elif source is None or not Path(source).exists():  # the hub: its dev split
+            self._set_pool(self._default_items(source, self.fewshot_split), f"{source or self.hub[0]} {self.fewshot_split}")
         else:
             # no dev split given: exemplars are other items of the same subject (never the item itself)
             self._set_pool(items, "other test items of the same subject (set fewshot_source for the dev split)")
