@@ -124,10 +124,10 @@ class TemplateCheck:
             ("<think> content survives", *think),
             (f"truncated at max_length={self.max_length}", f"{self.truncated} ({self.share(self.truncated):.1%})",
              "ok" if not self.truncated else "warn"),
-            ("assistant tokens cut by truncation",
+            ("assistant tokens cut",
              f"{self.assistant_tokens_truncated}/{self.assistant_tokens}",
              "ok" if not self.assistant_tokens_truncated else "warn"),
-            ("examples left with no loss tokens", str(self.dropped_after_truncation),
+            ("examples dropped (no loss left)", str(self.dropped_after_truncation),
              "ok" if not self.dropped_after_truncation else "warn (dropped)"),
         ]
 

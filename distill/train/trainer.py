@@ -35,6 +35,13 @@ def pick_precision(requested: str) -> str:
     return requested
 
 
+def last_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The newest COMPLETE checkpoint: trainer_state.json is written last, so a kill mid-save is skipped."""
+    done = [p for p in Path(ckpt_dir).glob("checkpoint-*")
+            if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
+
+
 def work_dir(out_dir: Path) -> Path:
     return Path(out_dir).with_name(f"{Path(out_dir).name}-work")
 
@@ -234,7 +241,6 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
     """Train the student; returns the summary (also written to `out_dir/summary.json` by rank 0)."""
     import torch
     from accelerate import PartialState
-    from transformers.trainer_utils import get_last_checkpoint
 
     from distill.progress import console
 
@@ -242,7 +248,8 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
     main = state.is_main_process
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     config_json = cfg.model_dump(mode="json")
-    fp = fingerprint("train", {k: v for k, v in config_json.items() if k not in ("progress", "keep_checkpoints", "cpu_threads")},
+    cosmetic = ("progress", "keep_checkpoints", "cpu_threads")
+    fp = fingerprint("train", {k: v for k, v in config_json.items() if k not in cosmetic},
                      _source_fp(dataset_dir), _source_fp(cfg.student))
     if not force and not resume and is_fresh(out_dir, fp):
         summary = read_summary(out_dir) or {}
@@ -259,11 +266,11 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
     ckpt_dir = work / "checkpoints"
     resume_from = None
     if resume:
-        resume_from = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.is_dir() else None
+        resume_from = last_checkpoint(ckpt_dir)
         if resume_from is None:
             raise InputError(f"--resume: no checkpoint in {ckpt_dir}; run without --resume to start from scratch")
-        saved = json.loads((work / "fingerprint.json").read_text()).get("fingerprint") if (work / "fingerprint.json").is_file() else None
-        if saved != fp:
+        fp_file = work / "fingerprint.json"
+        if not fp_file.is_file() or json.loads(fp_file.read_text()).get("fingerprint") != fp:
             raise ConfigError(f"--resume: the train config, dataset or student changed since {resume_from} was saved; "
                               "run without --resume to start from scratch")
 
@@ -294,18 +301,18 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
 
     if "tensorboard" in cfg.report_to:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "tensorboard")
-    trainer = build_trainer(cfg, train_ds, eval_ds, tok, ckpt_dir, precision)
+    # on resume the restored log history already holds the first eval: no second one at the start
+    trainer = build_trainer(cfg, train_ds, eval_ds, tok, ckpt_dir, precision,
+                            eval_on_start=eval_ds is not None and resume_from is None)
     clock = _Clock()
     trainer.add_callback(clock)
-    start_step = 0
+    start_step = tokens_before = 0
     if resume_from is not None:
-        start_step = int(json.loads((Path(resume_from) / "trainer_state.json").read_text())["global_step"])
+        saved_state = json.loads((resume_from / "trainer_state.json").read_text())
+        start_step, tokens_before = int(saved_state["global_step"]), int(saved_state.get("num_input_tokens_seen", 0))
         if main:
             console.print(f"train: resuming from {resume_from} (step {start_step})")
-    tokens_before = 0
-    if resume_from is not None:
-        tokens_before = int(json.loads((Path(resume_from) / "trainer_state.json").read_text()).get("num_input_tokens_seen", 0))
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     final_eval = trainer.evaluate() if eval_ds is not None else {}
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in trainer.model.parameters())
