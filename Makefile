@@ -4,6 +4,16 @@ PY ?= python
 DISTILL ?= $(PY) -m distill.cli
 ARGS ?=
 
+.PHONY: demo teacher
+
+demo:               ## the whole pipeline offline: tiny teacher on vLLM -> collect -> curate -> train -> eval -> report
+	@$(PY) -c "import vllm, trl, peft, distill" 2>/dev/null || bash scripts/install_cpu.sh
+	$(DISTILL) demo -c $(CONFIG) $(ARGS)
+
+teacher:            ## re-train the demo teacher into data/demo/teacher (and the untrained student, data/demo/student)
+	$(PY) -m distill.demo.teacher --out data/demo/teacher
+	$(PY) -m distill.demo.student --out data/demo/student
+
 .PHONY: install install-cpu test collect estimate bench-collect
 
 install:            ## the package with every extra (GPU box: vllm; see README)

