@@ -117,6 +117,8 @@ def test_dataset_on_disk_is_chat_messages_split_by_prompt(curated):
     assert row["messages"][-1]["content"] == "1200 + 34 = 1234. The answer is 1,234."  # reasoning dropped by default
     assert row["verification"] == "correct" and row["teacher"] == "t1" and row["reasoning"] == "add them"
     assert not [c for c in dd["train"].column_names if c.startswith("_")]
+    # `completion` would make TRL treat the data as prompt-completion pairs; the teacher's text is kept as raw_completion
+    assert "completion" not in dd["train"].column_names and row["raw_completion"] == row["messages"][-1]["content"]
     card = (run / "curate" / "README.md").read_text()
     for word in ("t1", "t2", "near_dedup", "decontam", "gsm8k", "humaneval", "refusal"):
         assert word in card

@@ -330,6 +330,9 @@ def run_curate(cfg: CurateConfig, in_dir: str | Path, stage_dir: str | Path, *, 
                       fn_kwargs={"mode": cfg.reasoning}, desc="curate: build messages")
     drop = [c for c in final.column_names if c.startswith("_")]
     final = final.remove_columns(drop).flatten_indices()
+    # TRL reads a `completion` column as prompt-completion data and would ignore `messages`: keep it under a name
+    # SFTTrainer does not claim, so the dataset feeds it unchanged
+    final = final.rename_column("completion", "raw_completion")
     val = validation_mask(final.data.column("prompt_id").combine_chunks(), cfg.validation_fraction, cfg.seed)
     dd = DatasetDict({"train": final.select(np.flatnonzero(~val)), "validation": final.select(np.flatnonzero(val))})
     teachers = _teacher_table(records, final)

@@ -100,7 +100,7 @@ def dataset_card(summary: dict[str, Any], collect_summary: dict[str, Any]) -> st
         "## Columns",
         "",
         "`messages` is the full conversation (prompt turns + the teacher's assistant turn). Provenance is kept: "
-        "`id`, `prompt_id`, `sample_index`, `teacher`, `model`, `completion`, `reasoning`, `finish_reason`, token "
+        "`id`, `prompt_id`, `sample_index`, `teacher`, `model`, `raw_completion` (the teacher's text as returned), `reasoning`, `finish_reason`, token "
         "counts, `cost_usd`, `reference`, `metadata`, `verification` (correct | unverifiable), "
         "`assistant_tokens` (" + summary.get("token_count_method", "") + ").",
         "",

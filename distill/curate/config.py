@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from distill.schema import Section
 
@@ -38,6 +39,16 @@ class RefusalFilter(Section):
     enabled: bool = True
     patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_REFUSAL_PATTERNS),
                                 description="case-insensitive regexes searched in the answer")
+
+    @field_validator("patterns")
+    @classmethod
+    def _compiles(cls, v: list[str]) -> list[str]:
+        for p in v:
+            try:
+                re.compile(p)
+            except re.error as err:
+                raise ValueError(f"invalid regex {p!r}: {err}") from None
+        return v
 
 
 class LengthFilter(Section):

@@ -12,7 +12,7 @@ Near-dup pipeline, chosen for recall first and then precision:
 
 from __future__ import annotations
 
-import math
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -23,15 +23,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from distill.curate.text import _MIX, hash_strings, normalize_words, window_hashes, word_hashes
+from distill.curate.text import _MIX, normalize_words, window_hashes, word_hashes
 
 
 def exact_keys(texts: pa.Array) -> np.ndarray:
-    """64-bit key of each text after NFKC, lower-casing and whitespace collapsing ("A  b" == "a b")."""
-    arr = pc.fill_null(texts, "")
-    arr = pc.utf8_normalize(arr, "NFKC")
-    arr = pc.utf8_trim_whitespace(pc.replace_substring_regex(pc.utf8_lower(arr), r"\s+", " "))
-    return hash_strings(arr)
+    """64-bit key of each text after NFKC, lower-casing and whitespace collapsing ("A  b" == "a b").
+
+    A Python loop over one batch: str.split/join and blake2b run in C and beat Arrow's regex replace here.
+    """
+    arr = pc.utf8_lower(pc.utf8_normalize(pc.fill_null(texts, ""), "NFKC"))
+    return np.fromiter(
+        (int.from_bytes(hashlib.blake2b(" ".join(s.split()).encode(), digest_size=8).digest(), "little")
+         for s in arr.to_pylist()),
+        dtype=np.uint64, count=len(arr))
 
 
 def first_occurrence(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

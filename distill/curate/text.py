@@ -64,7 +64,12 @@ def word_hashes(words: pa.ListArray) -> tuple[np.ndarray, np.ndarray]:
     flat = words.flatten()
     offsets = words.offsets.to_numpy().astype(np.int64)
     offsets = offsets - offsets[0]
-    empty = pc.equal(pc.binary_length(flat), 0).to_numpy(zero_copy_only=False)
+    # after trimming, an empty word can only be the single word of an empty text
+    single = np.flatnonzero(np.diff(offsets) == 1)
+    empty = np.zeros(len(flat), dtype=bool)
+    if len(single):
+        empty[offsets[single]] = pc.equal(pc.binary_length(flat.take(pa.array(offsets[single]))), 0).to_numpy(
+            zero_copy_only=False)
     if empty.any():
         row_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
         keep = ~empty
@@ -92,11 +97,9 @@ def window_hashes(wh: np.ndarray, offsets: np.ndarray, n: int, *, short: str = "
             h = wh[: total - n + 1].copy()
             for k in range(1, n):
                 h = h * _MIX + wh[k : total - n + 1 + k]
-            row_of = np.repeat(np.arange(n_rows), lengths)[: total - n + 1]
-            pos_in_row = np.arange(total - n + 1) - offsets[:-1][row_of]
-            valid = pos_in_row <= lengths[row_of] - n
-            out = h[valid]
-            counts = np.bincount(row_of[valid], minlength=n_rows)
+            row_end = np.repeat(offsets[1:], lengths)[: total - n + 1]
+            out = h[np.arange(n, total + 1) <= row_end]  # the window fits inside its row
+            counts = np.maximum(lengths - n + 1, 0)
         else:
             out = np.zeros(0, dtype=np.uint64)
             counts = np.zeros(n_rows, dtype=np.int64)
