@@ -34,6 +34,14 @@ estimate:           ## dry run: requests, tokens and $ (online and batch) before
 bench-collect:      ## collector throughput vs C/L and vs a bare AsyncOpenAI loop
 	$(PY) benchmarks/bench_collect.py
 
+.PHONY: curate bench-dedup
+
+curate:             ## filter, verify, dedup and decontaminate the collect records -> runs/<name>/curate/dataset
+	$(DISTILL) curate -c $(CONFIG) $(ARGS)
+
+bench-dedup:        ## near-dup recall/precision on 1M planted records, wall/RSS; docs/s vs datasketch (ARGS="--n 100000")
+	$(PY) benchmarks/bench_dedup.py $(ARGS)
+
 .PHONY: serve-student eval report bench-serve
 
 serve-student:      ## serve the trained student with vLLM (OpenAI API) until Ctrl-C
