@@ -180,7 +180,8 @@ def render_chart(table: dict[str, Any], path: Path, title: str) -> None:
         vals = [100 * (r["scores"][c["benchmark"]] or {}).get("score", 0) if r["scores"][c["benchmark"]] and
                 r["scores"][c["benchmark"]]["score"] is not None else 0.0 for c in cols]
         errs = [100 * ((r["scores"][c["benchmark"]] or {}).get("stderr") or 0) for c in cols]
-        ax.bar(xs, vals, width, yerr=errs, capsize=3, label=f"{r['model']} ({r['role']})")
+        bars = ax.bar(xs, vals, width, yerr=errs, capsize=3, label=f"{r['model']} ({r['role']})")
+        ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=2)
     ax.set_xticks(range(len(cols)), [c["label"] for c in cols], rotation=0)
     ax.set_ylabel("score (%)")
     ax.set_ylim(0, 105)
