@@ -20,6 +20,7 @@ RUN python3 -m pip freeze | grep -iE '^(torch|vllm|xformers|flashinfer[-_a-z]*)=
  && python3 -m pip install -c /tmp/pins.txt ".[train,curate,eval,estimate]" \
  && python3 -c "import distill.cli, vllm, torch, trl, peft, transformers; print('distill image: torch', torch.__version__, 'vllm', vllm.__version__, 'trl', trl.__version__)"
 COPY pipelines ./pipelines
+COPY configs ./configs
 COPY notebooks ./notebooks
 
 WORKDIR /work
