@@ -158,8 +158,9 @@ def answer_only_dataset(curate_dir: Path, out_dir: Path) -> dict[str, Any]:
         msgs[-1]["content"] = f"The answer is {n}." if n is not None else ""
         return {"messages": msgs}
 
-    out = datasets.DatasetDict({k: v.map(cut, desc=f"answer-only {k}").filter(
-        lambda r: bool(r["messages"][-1]["content"])) for k, v in dd.items()})
+    # keep_in_memory: no cache files written into curate's dataset dir (that would change its fingerprint)
+    out = datasets.DatasetDict({k: v.map(cut, desc=f"answer-only {k}", keep_in_memory=True).filter(
+        lambda r: bool(r["messages"][-1]["content"]), keep_in_memory=True) for k, v in dd.items()})
     with stage_output(out_dir) as tmp:
         out.save_to_disk(str(tmp / "dataset"))
         summary = base_summary("answer-only", fp, {"source": str(curate_dir / "dataset")})
