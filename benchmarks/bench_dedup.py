@@ -173,6 +173,7 @@ def main() -> None:
     print(f"generated {args.n:,} records in {time.monotonic() - t:.1f}s "
           f"({int((kind == 1).sum()):,} exact copies, {int((kind == 2).sum()):,} near copies planted); "
           f"RSS now {rss_gib('VmRSS'):.2f} GiB (texts {texts.nbytes / 2**30:.2f} GiB)")
+    pa.default_memory_pool().release_unused()  # generator scratch space back to the OS before the peak is reset
     fresh = reset_peak()
 
     t0 = time.monotonic()
@@ -186,7 +187,12 @@ def main() -> None:
           f"precision {p:.4f})")
     alive = np.flatnonzero(keep_e)
     t1 = time.monotonic()
-    res = ours(texts.take(pa.array(alive)), args)
+    # the survivors are read batch by batch (as curate reads them from its memory-mapped Arrow), never copied whole
+    def alive_batches(size: int = 50_000):
+        return (texts.take(pa.array(alive[s : s + size])) for s in range(0, len(alive), size))
+
+    res = near_duplicates(alive_batches, len(alive), ngram=args.ngram, num_perm=args.num_perm,
+                          threshold=args.threshold, bands=args.bands, rows=args.rows)
     t_near = time.monotonic() - t1
     recall, precision, removed = score(cluster[alive], res.keep, res.rep, np.ones(len(alive), dtype=bool))
     total = time.monotonic() - t0

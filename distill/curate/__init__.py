@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from distill.answers import strip_reasoning
-from distill.curate.build import add_messages, assistant_text, dataset_card, validation_mask
+from distill.curate.build import assistant_text, dataset_card, validation_mask, with_assistant_turn
 from distill.curate.config import CurateConfig
 from distill.curate.dedup import exact_keys, first_occurrence, near_duplicates
 from distill.curate.decontam import build_index, find_hits, load_benchmark_texts, matched_text
@@ -93,6 +93,10 @@ def _prepare(batch: dict[str, list[Any]], filters: list[tuple[str, Any]], counte
     for name, fn in filters:
         out[f"_keep_{name}"] = fn(view).tolist()
     return out
+
+
+def _verify_map(batch: dict[str, list[Any]], cfg: Any) -> dict[str, list[str]]:
+    return {"_v": verify_batch(batch, cfg)}
 
 
 def _snippet(text: Any, n: int = 240) -> str:
@@ -188,6 +192,7 @@ def run_curate(cfg: CurateConfig, in_dir: str | Path, stage_dir: str | Path, *, 
                pipeline: str = "distill") -> dict[str, Any]:
     """Run the curate stage on a collect run dir; returns its summary (also in stage_dir/summary.json)."""
     from datasets import Dataset, DatasetDict
+    from datasets.table import InMemoryTable
 
     from distill.collect import load_records
 
@@ -234,8 +239,9 @@ def run_curate(cfg: CurateConfig, in_dir: str | Path, stage_dir: str | Path, *, 
         t = time.monotonic()
         idx = pipe.idx
         sub = ds.select(idx)
-        status_ds = sub.map(lambda b: {"_v": verify_batch(b, cfg.verify)}, batched=True, batch_size=256,
-                            input_columns=None, remove_columns=sub.column_names, desc="curate: verify answers")
+        status_ds = sub.map(_verify_map, batched=True, batch_size=256, num_proc=num_proc,
+                            fn_kwargs={"cfg": cfg.verify}, remove_columns=sub.column_names,
+                            desc="curate: verify answers")
         status = np.full(len(ds), UNVERIFIABLE, dtype=object)
         status[idx] = np.asarray(status_ds.data.column("_v").to_pylist(), dtype=object)
         verification = status
@@ -321,22 +327,24 @@ def run_curate(cfg: CurateConfig, in_dir: str | Path, stage_dir: str | Path, *, 
     else:
         pipe.disabled("decontam")
 
-    # build
+    # build: pure Arrow (take, append the assistant turn, filter), no per-row Python and no index mappings
     t = time.monotonic()
     idx = pipe.idx
-    final = ds.select(idx)
-    final = final.add_column("verification", verification[idx].tolist())
-    final = final.map(add_messages, batched=True, batch_size=1000, num_proc=num_proc,
-                      fn_kwargs={"mode": cfg.reasoning}, desc="curate: build messages")
-    drop = [c for c in final.column_names if c.startswith("_")]
-    final = final.remove_columns(drop).flatten_indices()
+    table = ds.data.table.take(pa.array(idx))
+    table = table.set_column(table.schema.get_field_index("messages"), "messages",
+                             with_assistant_turn(table.column("messages"), table.column("_answer"),
+                                                 table.column("reasoning"), cfg.reasoning))
+    table = table.drop_columns([c for c in table.column_names if c.startswith("_")])
     # TRL reads a `completion` column as prompt-completion data and would ignore `messages`: keep it under a name
     # SFTTrainer does not claim, so the dataset feeds it unchanged
-    final = final.rename_column("completion", "raw_completion")
-    val = validation_mask(final.data.column("prompt_id").combine_chunks(), cfg.validation_fraction, cfg.seed)
-    dd = DatasetDict({"train": final.select(np.flatnonzero(~val)), "validation": final.select(np.flatnonzero(val))})
-    teachers = _teacher_table(records, final)
-    splits = {name: {"records": len(d), "prompts": len(set(d["prompt_id"]))} for name, d in dd.items()}
+    table = table.rename_columns(["raw_completion" if c == "completion" else c for c in table.column_names])
+    table = table.append_column("verification", pa.array(verification[idx].tolist(), type=pa.string()))
+    val = validation_mask(table.column("prompt_id").combine_chunks(), cfg.validation_fraction, cfg.seed)
+    parts = {"train": table.filter(pa.array(~val)), "validation": table.filter(pa.array(val))}
+    dd = DatasetDict({k: Dataset(InMemoryTable(v)) for k, v in parts.items()})
+    teachers = _teacher_table(records.data.table, table)
+    splits = {k: {"records": v.num_rows, "prompts": pc.count_distinct(v.column("prompt_id")).as_py()}
+              for k, v in parts.items()}
     config_json = cfg.model_dump(mode="json")
     with stage_output(stage_dir) as out:
         dd.save_to_disk(str(out / "dataset"))
@@ -346,7 +354,7 @@ def run_curate(cfg: CurateConfig, in_dir: str | Path, stage_dir: str | Path, *, 
             pipeline=pipeline,
             input=str(in_dir),
             records_in=n_in,
-            records_out=len(final),
+            records_out=table.num_rows,
             splits=splits,
             teachers=teachers,
             token_count_method=counter.method,
@@ -361,15 +369,14 @@ def run_curate(cfg: CurateConfig, in_dir: str | Path, stage_dir: str | Path, *, 
     return summary
 
 
-def _teacher_table(records: Any, final: Any) -> dict[str, dict[str, Any]]:
-    def counts(ds: Any) -> dict[str, int]:
-        vc = pc.value_counts(pc.fill_null(ds.data.column("teacher").combine_chunks().cast(pa.string()), "?"))
+def _teacher_table(records: pa.Table, final: pa.Table) -> dict[str, dict[str, Any]]:
+    def counts(t: pa.Table) -> dict[str, int]:
+        vc = pc.value_counts(pc.fill_null(t.column("teacher").combine_chunks().cast(pa.string()), "?"))
         return {str(v["values"]): int(v["counts"]) for v in vc.to_pylist()}
 
     cin, cout = counts(records), counts(final)
     models: dict[str, list[str]] = {}
-    tbl = records.data.table.select(["teacher", "model"]).group_by(["teacher", "model"]).aggregate([])
-    for row in tbl.to_pylist():
+    for row in records.select(["teacher", "model"]).group_by(["teacher", "model"]).aggregate([]).to_pylist():
         models.setdefault(str(row["teacher"] or "?"), []).append(str(row["model"]))
     return {t: {"in": n, "kept": cout.get(t, 0), "models": sorted(models.get(t, []))} for t, n in cin.items()}
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from distill.curate.text import hash_strings
 
@@ -18,20 +19,47 @@ def assistant_text(answer: str, reasoning: str | None, mode: str) -> str:
     return answer
 
 
-def add_messages(batch: dict[str, list[Any]], mode: str) -> dict[str, list[Any]]:
-    msgs = []
-    for prompt, ans, reasoning in zip(batch["messages"], batch["_answer"], batch["reasoning"]):
-        turns = [{"role": m["role"], "content": m["content"]} for m in prompt]
-        turns.append({"role": "assistant", "content": assistant_text(ans, reasoning, mode)})
-        msgs.append(turns)
-    return {"messages": msgs}
+def with_assistant_turn(messages: pa.ChunkedArray, answers: pa.ChunkedArray, reasoning: pa.ChunkedArray,
+                        mode: str) -> pa.Array:
+    """Each row's prompt messages + {"role": "assistant", "content": ...}, built in Arrow (no per-row Python)."""
+    prompts = messages.combine_chunks()
+    answers = pc.fill_null(answers.combine_chunks().cast(pa.string()), "")
+    text = answers
+    if mode == "think":
+        trace = reasoning.combine_chunks().cast(pa.string())
+        has = pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(trace)), 0), False)
+        joined = pc.binary_join_element_wise("<think>\n", pc.utf8_trim_whitespace(pc.fill_null(trace, "")),
+                                             "\n</think>\n\n", answers, "")
+        text = pc.if_else(has, joined, answers)
+    values = prompts.values if prompts.offset == 0 else prompts.flatten()
+    offsets = prompts.offsets.to_numpy().astype(np.int64)
+    offsets = offsets - offsets[0]
+    n = len(prompts)
+    fields = []
+    for f in values.type:
+        if f.name == "role":
+            fields.append(pa.array(["assistant"] * n, type=f.type))
+        elif f.name == "content":
+            fields.append(text.cast(f.type))
+        else:
+            fields.append(pa.nulls(n, type=f.type))
+    turns = pa.StructArray.from_arrays(fields, fields=list(values.type))
+    pool = pa.concat_arrays([values.slice(0, int(offsets[-1])), turns])
+    lengths = np.diff(offsets) + 1
+    new_off = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_off[1:])
+    pos = np.arange(int(new_off[-1])) - np.repeat(new_off[:-1], lengths)  # position within the new row
+    row = np.repeat(np.arange(n), lengths)
+    last = pos == lengths[row] - 1
+    take = np.where(last, offsets[-1] + row, offsets[:-1][row] + pos)
+    return pa.ListArray.from_arrays(pa.array(new_off.astype(np.int32)), pool.take(pa.array(take)))
 
 
 def validation_mask(prompt_ids: pa.Array, fraction: float, seed: int) -> np.ndarray:
     """True for rows of validation prompts: a prompt's rows all land on one side (hash of seed + prompt id)."""
     if fraction <= 0 or len(prompt_ids) == 0:
         return np.zeros(len(prompt_ids), dtype=bool)
-    salted = pa.compute.binary_join_element_wise(pa.scalar(f"{seed}:"), pa.compute.cast(prompt_ids, pa.string()), "")
+    salted = pc.binary_join_element_wise(pa.scalar(f"{seed}:"), pc.cast(prompt_ids, pa.string()), "")
     h = hash_strings(salted)
     u = (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
     val = u < fraction
