@@ -97,6 +97,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"train --check: {chk.examples} examples rendered, no template problems")
         return 0
     s = run_train(tcfg, data, cfg.root / "train", force=args.force, resume=args.resume)
+    if s.get("not_main_process"):
+        return 0
     if s.get("skipped"):
         print(f"train: up to date in {cfg.root / 'train'} (use --force to re-run)")
         return 0

@@ -234,3 +234,29 @@ def test_merged_model_serves_in_vllm(lora_run: tuple[dict, Path], tmp_path: Path
         with urllib.request.urlopen(req, timeout=120) as r:
             body = _json.loads(r.read())
     assert body["choices"][0]["message"]["content"] == expected
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu_writes_once(student: Path, dataset_dir: Path, tmp_path: Path) -> None:
+    """The multi-GPU code path (every rank trains, rank 0 alone writes), run as 2 CPU processes with gloo."""
+    cfg_path = tmp_path / "ddp.yaml"
+    tcfg = train_cfg(student, max_steps=6, batch_size=8, save_steps=100, max_eval_examples=16)
+    cfg_path.write_text(yaml.safe_dump({"name": "ddp", "run_dir": str(tmp_path / "run"), "train": tcfg.model_dump(
+        mode="json", exclude_defaults=True) | {"dataset": str(dataset_dir)}}))
+    env = dict(os.environ, PYTHONPATH=str(REPO), ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             "-m", "distill.cli", "train", "-c", str(cfg_path)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the ranks too, not only the launcher
+            proc.wait()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert stdout.count("train: lora 6 steps") == 1, stdout
+    s = json.loads((tmp_path / "run" / "train" / "summary.json").read_text())
+    assert s["world_size"] == 2 and s["global_step"] == 6
+    assert s["epochs"] == pytest.approx(6 * 2 * 8 / 512, rel=0.05), "each rank saw its own shard of every batch"
+    assert (tmp_path / "run" / "train" / "merged" / "config.json").is_file()
+    assert not list((tmp_path / "run").glob(".train.tmp-*")), "only rank 0 writes the stage dir"

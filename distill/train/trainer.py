@@ -244,7 +244,8 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
 
     from distill.progress import console
 
-    state = PartialState()
+    # init the process group first (MULTI_CPU under torchrun on a CPU box), so `main` is right from the start
+    state = PartialState(cpu=not torch.cuda.is_available())
     main = state.is_main_process
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     config_json = cfg.model_dump(mode="json")
@@ -360,7 +361,7 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
         "complete": True,
     }
     if not main:
-        return summary
+        return summary | {"not_main_process": True}
     from distill.train.merge import merge_adapter
 
     with stage_output(out_dir) as tmp:
