@@ -208,3 +208,16 @@ def test_cli_curate(tmp_path):
     path.write_text(yaml.safe_dump(bad))
     r = subprocess.run([sys.executable, "-m", "distill.cli", "curate", "-c", str(path)], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "Traceback" not in r.stderr
+
+
+def test_trace_is_decontaminated_when_it_is_trained_on(tmp_path):
+    leak = json.loads((FIXTURES / "gsm8k_test.jsonl").read_text().splitlines()[0])["question"]
+    recs = [r for r in fixture_records() if r["id"] in ("num-ok", "haiku", "t2-a")]
+    recs[0] = {**recs[0], "reasoning": "I recall this one: " + leak}
+    cfg = {"verify": {"enabled": False}, "near_dedup": {"enabled": False}, "validation_fraction": 0}
+    write_collect_dir(tmp_path, recs)
+    kept = run_curate(_cfg(**cfg), tmp_path / "collect", tmp_path / "drop")
+    think = run_curate(_cfg(reasoning="think", **cfg), tmp_path / "collect", tmp_path / "think")
+    assert kept["filters"]["decontam"]["removed"] == 0  # the trace is not in the training text
+    assert think["filters"]["decontam"]["removed"] == 1
+    assert think["filters"]["decontam"]["examples"][0]["id"] == "num-ok"

@@ -87,7 +87,10 @@ def _prepare(batch: dict[str, list[Any]], filters: list[tuple[str, Any]], counte
     answers = [strip_reasoning(c) if c is not None else "" for c in batch["completion"]]
     prompts = [_prompt_text(m or []) for m in batch["messages"]]
     out: dict[str, Any] = {"_answer": answers, "_prompt_text": prompts}
-    out["assistant_tokens"] = counter([assistant_text(a, r, mode) for a, r in zip(answers, batch["reasoning"])])
+    assistant = [assistant_text(a, r, mode) for a, r in zip(answers, batch["reasoning"])]
+    out["assistant_tokens"] = counter(assistant)
+    if mode == "think":  # the trace is trained on too, so dedup and decontamination must see it
+        out["_assistant"] = assistant
     out["_prompt_tokens"] = counter(prompts)
     view = {**batch, **out}
     for name, fn in filters:
@@ -146,17 +149,19 @@ class _Pipeline:
         return np.flatnonzero(self.alive)
 
     def texts(self, on: str, rows: np.ndarray) -> Any:
-        """Arrow texts (prompt, answer, or both) of `rows`, in slices of _BATCH."""
+        """Arrow texts (prompt, answer, or both) of `rows`, in slices of _BATCH; the answer is the trained
+        assistant text (with the trace when reasoning: think)."""
         table = self.ds.data
+        answer = "_assistant" if "_assistant" in table.column_names else "_answer"
         for s in range(0, len(rows), _BATCH):
             take = pa.array(rows[s : s + _BATCH])
             if on == "prompt":
                 yield table.column("_prompt_text").take(take).combine_chunks()
             elif on == "completion":
-                yield table.column("_answer").take(take).combine_chunks()
+                yield table.column(answer).take(take).combine_chunks()
             else:
                 p = table.column("_prompt_text").take(take).combine_chunks()
-                a = table.column("_answer").take(take).combine_chunks()
+                a = table.column(answer).take(take).combine_chunks()
                 yield pc.binary_join_element_wise(p, a, "\n")
 
 
