@@ -30,7 +30,7 @@ from distill.curate.decontam import build_index, find_hits, load_benchmark_texts
 from distill.curate.filters import record_filters
 from distill.curate.verify import CORRECT, INCORRECT, UNVERIFIABLE, rejection_sample, verify_batch
 from distill.errors import ConfigError, InputError
-from distill.progress import console
+from distill.progress import console, make_progress
 from distill.rundir import base_summary, file_fingerprint, fingerprint, is_fresh, require_stage, stage_output, write_json
 
 __all__ = ["CurateConfig", "load_curated", "run_curate"]
@@ -143,6 +143,7 @@ class _Pipeline:
                              f"({len(self.alive)} in); nothing would be left to train on — check curate.{name} "
                              f"settings (or switch it off with `enabled: false`) and the collect output")
         self.alive &= keep_rows
+        console.print(f"curate: {name}: removed {len(removed)}, {before - len(removed)} left")
 
     @property
     def idx(self) -> np.ndarray:
@@ -289,8 +290,11 @@ def run_curate(cfg: CurateConfig, in_dir: str | Path, stage_dir: str | Path, *, 
         t = time.monotonic()
         nd = cfg.near_dedup
         idx = pipe.idx
-        res = near_duplicates(lambda: pipe.texts(nd.on, idx), len(idx), ngram=nd.ngram, num_perm=nd.num_perm,
-                              threshold=nd.threshold, bands=nd.bands, rows=nd.rows, seed=nd.seed)
+        with make_progress(cfg.progress) as progress:
+            task = progress.add_task("curate: near-dup sign + index", total=len(idx), stats="")
+            res = near_duplicates(lambda: pipe.texts(nd.on, idx), len(idx), ngram=nd.ngram, num_perm=nd.num_perm,
+                                  threshold=nd.threshold, bands=nd.bands, rows=nd.rows, seed=nd.seed,
+                                  on_progress=lambda k: progress.advance(task, k))
         keep = np.ones(len(ds), dtype=bool)
         keep[idx] = res.keep
         ids_col = ds.data.column("id")
