@@ -171,17 +171,18 @@ def packed_equals_unpacked(student: Path) -> float:
     pos = batch["position_ids"][0]
     starts = (pos == 0).nonzero().flatten().tolist() + [len(pos)]
     with torch.no_grad():
-        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits[0]
+        # use_cache=False as in training (TRL sets it): a KV cache turns off packed-sequence masking
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
         diff = 0.0
         for s, e in zip(starts[:-1], starts[1:], strict=True):
-            alone = model(input_ids=batch["input_ids"][:, s:e]).logits[0]
+            alone = model(input_ids=batch["input_ids"][:, s:e], use_cache=False).logits[0]
             diff = max(diff, (packed[s:e] - alone).abs().max().item())
     return diff
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--steps", type=int, default=25)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--length", type=int, default=256)
     ap.add_argument("--hidden", type=int, default=256)

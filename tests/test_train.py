@@ -260,3 +260,32 @@ def test_two_process_ddp_on_cpu_writes_once(student: Path, dataset_dir: Path, tm
     assert s["epochs"] == pytest.approx(6 * 2 * 8 / 512, rel=0.05), "each rank saw its own shard of every batch"
     assert (tmp_path / "run" / "train" / "merged" / "config.json").is_file()
     assert not list((tmp_path / "run").glob(".train.tmp-*")), "only rank 0 writes the stage dir"
+
+
+def test_packing_keeps_examples_apart(student: Path, dataset_dir: Path, tmp_path: Path) -> None:
+    """BFD packing, padding-free: rows are filled, and no token attends across an example boundary."""
+    import torch
+    from datasets import load_from_disk
+    from transformers import AutoModelForCausalLM
+
+    from distill.train.template import load_tokenizer
+    from distill.train.trainer import build_trainer, encode_split
+
+    cfg = train_cfg(student, packing=True, max_length=512, batch_size=2, max_steps=3, eval_fraction=0.0)
+    tok = load_tokenizer(cfg)
+    enc, stats = encode_split(tok, load_from_disk(str(dataset_dir))["train"].select(range(64)), cfg, "train")
+    trainer = build_trainer(cfg, enc, None, tok, tmp_path / "ckpt", "fp32", shuffle_dataset=False)
+    assert len(trainer.train_dataset) < 64 / 4, "several examples per packed row"
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1, "padding-free: one flat sequence"
+    pos = batch["position_ids"][0]
+    starts = (pos == 0).nonzero().flatten().tolist() + [len(pos)]
+    assert len(starts) > 3
+    model = AutoModelForCausalLM.from_pretrained(str(student)).eval()
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+        for s, e in zip(starts[:-1], starts[1:], strict=True):
+            alone = model(input_ids=batch["input_ids"][:, s:e], use_cache=False).logits[0]
+            assert torch.allclose(packed[s:e], alone, atol=1e-4)
+    s = run_train(cfg, dataset_dir, tmp_path / "train")
+    assert s["packing"]["enabled"] and s["packing"]["fill"] > 0.9 and s["global_step"] == 3
