@@ -157,7 +157,10 @@ def check_template(tokenizer: Any, dataset: Any, cfg: TrainConfig, source: str) 
             continue
         if any(labels[j] in ends for j in loss_pos):
             chk.eos_in_loss += 1
-        thinks = [t.strip() for m in msgs if m["role"] == "assistant" for t in _THINK.findall(m["content"]) if t.strip()]
+        trained_turns = [m for m in msgs if m["role"] == "assistant"]
+        if cfg.loss_on == "completion":
+            trained_turns = trained_turns[-1:]  # only the last turn is in the loss by design
+        thinks = [t.strip() for m in trained_turns for t in _THINK.findall(m["content"]) if t.strip()]
         if thinks:
             chk.with_think += 1
             trained = " ".join(tokenizer.decode([labels[j] for j in loss_pos]).split())
