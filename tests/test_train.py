@@ -289,3 +289,14 @@ def test_packing_keeps_examples_apart(student: Path, dataset_dir: Path, tmp_path
             assert torch.allclose(packed[s:e], alone, atol=1e-4)
     s = run_train(cfg, dataset_dir, tmp_path / "train")
     assert s["packing"]["enabled"] and s["packing"]["fill"] > 0.9 and s["global_step"] == 3
+
+
+def test_full_finetune_writes_a_plain_checkpoint(student: Path, dataset_dir: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    s = run_train(train_cfg(student, method="full", max_steps=3, learning_rate=1e-3, max_eval_examples=8),
+                  dataset_dir, tmp_path / "train")
+    assert s["method"] == "full" and s["trainable_params"] == s["total_params"]
+    assert not (tmp_path / "train" / "adapter").exists()
+    model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "train" / "merged"))
+    assert sum(p.numel() for p in model.parameters()) == s["total_params"]
