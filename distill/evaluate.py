@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from distill.answers import strip_reasoning
 from distill.benchmarks import Benchmark, Item, get_benchmark, mean_stderr, pass_at_k
 from distill.errors import ConfigError, DistillError
 from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache
@@ -231,7 +232,8 @@ def _score_all(lb: LoadedBenchmark, results: dict[tuple[str, int], list[dict[str
         if rec is None:
             row["error"] = errors.get((lb.cfg.name, i), "no answer (run stopped before this item)")
             return row
-        s = lb.bench.score(item, rec["completion"] or "")
+        # scored on the answer alone: a trace in a field is already apart, an inline <think> block is cut here
+        s = lb.bench.score(item, strip_reasoning(rec["completion"]))
         row.update(extracted=s.extracted, correct=bool(s.correct), detail=s.detail)
         return row
 

@@ -114,11 +114,13 @@ def test_dataset_on_disk_is_chat_messages_split_by_prompt(curated):
     assert not set(dd["train"]["prompt_id"]) & set(dd["validation"]["prompt_id"])
     row = next(r for r in dd["train"].to_list() + dd["validation"].to_list() if r["id"] == "num-ok")
     assert [m["role"] for m in row["messages"]] == ["system", "user", "assistant"]
-    assert row["messages"][-1]["content"] == "1200 + 34 = 1234. The answer is 1,234."  # reasoning dropped by default
+    # by default the teacher's trace enters the assistant turn R1-style (curate.reasoning: think)
+    assert row["messages"][-1]["content"] == "<think>\nadd them\n</think>\n\n1200 + 34 = 1234. The answer is 1,234."
     assert row["verification"] == "correct" and row["teacher"] == "t1" and row["reasoning"] == "add them"
     assert not [c for c in dd["train"].column_names if c.startswith("_")]
     # `completion` would make TRL treat the data as prompt-completion pairs; the teacher's text is kept as raw_completion
-    assert "completion" not in dd["train"].column_names and row["raw_completion"] == row["messages"][-1]["content"]
+    assert "completion" not in dd["train"].column_names
+    assert row["raw_completion"] == "1200 + 34 = 1234. The answer is 1,234."
     card = (run / "curate" / "README.md").read_text()
     for word in ("t1", "t2", "near_dedup", "decontam", "gsm8k", "humaneval", "refusal"):
         assert word in card
@@ -216,7 +218,7 @@ def test_trace_is_decontaminated_when_it_is_trained_on(tmp_path):
     recs[0] = {**recs[0], "reasoning": "I recall this one: " + leak}
     cfg = {"verify": {"enabled": False}, "near_dedup": {"enabled": False}, "validation_fraction": 0}
     write_collect_dir(tmp_path, recs)
-    kept = run_curate(_cfg(**cfg), tmp_path / "collect", tmp_path / "drop")
+    kept = run_curate(_cfg(reasoning="drop", **cfg), tmp_path / "collect", tmp_path / "drop")
     think = run_curate(_cfg(reasoning="think", **cfg), tmp_path / "collect", tmp_path / "think")
     assert kept["filters"]["decontam"]["removed"] == 0  # the trace is not in the training text
     assert think["filters"]["decontam"]["removed"] == 1

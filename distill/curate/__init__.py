@@ -36,8 +36,8 @@ from distill.rundir import base_summary, file_fingerprint, fingerprint, is_fresh
 __all__ = ["CurateConfig", "load_curated", "run_curate"]
 
 REQUIRED = ["id", "prompt_id", "messages", "completion"]
-OPTIONAL_NULL = ["reasoning", "reference", "metadata", "teacher", "model", "finish_reason", "sample_index"]
-_HELPERS = ["_answer", "_prompt_text", "_prompt_tokens"]
+OPTIONAL_NULL = ["reasoning", "reasoning_status", "reference", "metadata", "teacher", "model", "finish_reason", "sample_index"]
+_HELPERS = ["_answer", "_prompt_text", "_prompt_tokens", "_trace_tokens"]
 _EXAMPLES = 3
 _BATCH = 50_000
 
@@ -87,11 +87,14 @@ def _prepare(batch: dict[str, list[Any]], filters: list[tuple[str, Any]], counte
     answers = [strip_reasoning(c) if c is not None else "" for c in batch["completion"]]
     prompts = [_prompt_text(m or []) for m in batch["messages"]]
     out: dict[str, Any] = {"_answer": answers, "_prompt_text": prompts}
-    assistant = [assistant_text(a, r, mode) for a, r in zip(answers, batch["reasoning"])]
+    # in field mode the trace sits in its own key, but it is trained on all the same: count and dedup it
+    seen = "think" if mode == "field" else mode
+    assistant = [assistant_text(a, r, seen) for a, r in zip(answers, batch["reasoning"])]
     out["assistant_tokens"] = counter(assistant)
-    if mode == "think":  # the trace is trained on too, so dedup and decontamination must see it
+    if mode != "drop":  # the trace is trained on too, so dedup and decontamination must see it
         out["_assistant"] = assistant
     out["_prompt_tokens"] = counter(prompts)
+    out["_trace_tokens"] = counter([r or "" for r in batch["reasoning"]])
     view = {**batch, **out}
     for name, fn in filters:
         out[f"_keep_{name}"] = fn(view).tolist()
@@ -183,6 +186,21 @@ def _check_columns(ds: Any, in_dir: Path, cfg: CurateConfig) -> Any:
     return ds
 
 
+def _refuse_partial_traces(records: Any, in_dir: Path, cfg: CurateConfig) -> None:
+    """Reasoning-SFT data from summarized or redacted traces teaches the student a summary (or nothing) as if it
+    were the reasoning: refused unless the config says so."""
+    if cfg.reasoning == "drop" or cfg.allow_partial_traces:
+        return
+    status = records.data.column("reasoning_status")
+    partial = {s: int(pc.sum(pc.equal(status, s)).as_py() or 0) for s in ("summarized", "redacted")}
+    if any(partial.values()):
+        what = ", ".join(f"{n} {s}" for s, n in partial.items() if n)
+        raise InputError(
+            f"{in_dir}: {what} reasoning traces (reasoning_status); curate.reasoning: {cfg.reasoning} would train the "
+            "student on them as if they were the teacher's reasoning. Set curate.reasoning: drop (answer-only), or "
+            "curate.allow_partial_traces: true to use them anyway")
+
+
 def _fingerprint(cfg: CurateConfig, in_dir: Path, collect_summary: dict[str, Any]) -> str:
     parts: list[Any] = [cfg.model_dump(mode="json"), collect_summary.get("fingerprint"), file_fingerprint(in_dir)]
     if cfg.decontam.enabled:
@@ -214,6 +232,7 @@ def run_curate(cfg: CurateConfig, in_dir: str | Path, stage_dir: str | Path, *, 
     n_in = len(records)
     if n_in == 0:
         raise InputError(f"{in_dir}: the collect run has no records to curate")
+    _refuse_partial_traces(records, in_dir, cfg)
     num_proc = cfg.num_proc if (cfg.num_proc > 1 and n_in >= 20_000) else None
     counter = _Counter(cfg.student_tokenizer)
     filters = record_filters(cfg)
@@ -226,7 +245,7 @@ def run_curate(cfg: CurateConfig, in_dir: str | Path, stage_dir: str | Path, *, 
     timings["record_filters_s"] = time.monotonic() - t
     pipe = _Pipeline(ds)
     enabled = {name for name, _ in filters}
-    for name in ("errors", "finish_reason", "empty", "refusal", "length", "repetition", "language"):
+    for name in ("errors", "finish_reason", "trace", "empty", "refusal", "length", "repetition", "language"):
         if name not in enabled:
             pipe.disabled(name)
             continue
@@ -356,7 +375,8 @@ def run_curate(cfg: CurateConfig, in_dir: str | Path, stage_dir: str | Path, *, 
               for k, v in parts.items()}
     config_json = cfg.model_dump(mode="json")
     with stage_output(stage_dir) as out:
-        dd.save_to_disk(str(out / "dataset"))
+        # an empty split saved with 0 shards cannot be loaded back (datasets 5.2): give every split a shard
+        dd.save_to_disk(str(out / "dataset"), num_shards={k: 1 for k, v in dd.items() if len(v) == 0} or None)
         timings["build_s"] = time.monotonic() - t
         summary = base_summary("curate", fp, config_json)
         summary.update(

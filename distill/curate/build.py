@@ -21,8 +21,19 @@ def assistant_text(answer: str, reasoning: str | None, mode: str) -> str:
 
 def with_assistant_turn(messages: pa.ChunkedArray, answers: pa.ChunkedArray, reasoning: pa.ChunkedArray,
                         mode: str) -> pa.Array:
-    """Each row's prompt messages + {"role": "assistant", "content": ...}, built in Arrow (no per-row Python)."""
+    """Each row's prompt messages + {"role": "assistant", "content": ...}, built in Arrow (no per-row Python).
+
+    mode "field": the trace goes into the assistant message's `reasoning_content` (null on other turns), for
+    student chat templates that render that field themselves."""
     prompts = messages.combine_chunks()
+    if mode == "field":
+        values = prompts.values if prompts.offset == 0 else prompts.flatten()
+        if "reasoning_content" not in [f.name for f in values.type]:
+            ext = pa.StructArray.from_arrays(
+                [values.field(i) for i in range(values.type.num_fields)] + [pa.nulls(len(values), pa.string())],
+                fields=[*values.type, pa.field("reasoning_content", pa.string())])
+            offsets = prompts.offsets if prompts.offset == 0 else pc.subtract(prompts.offsets, prompts.offsets[0])
+            prompts = pa.ListArray.from_arrays(offsets, ext)
     answers = pc.fill_null(answers.combine_chunks().cast(pa.string()), "")
     text = answers
     if mode == "think":
@@ -41,6 +52,10 @@ def with_assistant_turn(messages: pa.ChunkedArray, answers: pa.ChunkedArray, rea
             fields.append(pa.array(["assistant"] * n, type=f.type))
         elif f.name == "content":
             fields.append(text.cast(f.type))
+        elif f.name == "reasoning_content" and mode == "field":
+            trace = pc.utf8_trim_whitespace(reasoning.combine_chunks().cast(pa.string()))
+            fields.append(pc.if_else(pc.fill_null(pc.greater(pc.utf8_length(trace), 0), False), trace,
+                                     pa.nulls(n, pa.string())).cast(f.type))
         else:
             fields.append(pa.nulls(n, type=f.type))
     turns = pa.StructArray.from_arrays(fields, fields=list(values.type))

@@ -51,6 +51,16 @@ class RefusalFilter(Section):
         return v
 
 
+class TraceFilter(Section):
+    """The teacher's reasoning trace (records without one pass, unless `require_trace`)."""
+
+    enabled: bool = True
+    require_trace: bool = Field(default=False, description="drop records without a full trace (reasoning-SFT sets)")
+    min_tokens: int | None = Field(default=None, ge=0, description="trace length bounds, in student tokens")
+    max_tokens: int | None = Field(default=None, gt=0)
+    require_answer: bool = Field(default=True, description="a trace must be followed by a non-empty answer")
+
+
 class LengthFilter(Section):
     enabled: bool = True
     min_chars: int = Field(default=1, ge=0)
@@ -134,13 +144,19 @@ class CurateConfig(Section):
     input: str | None = Field(default=None, description="collect stage dir; default <run_dir>/collect")
     validation_fraction: float = Field(default=0.05, ge=0, lt=1, description="share of prompts in validation")
     seed: int = 0
-    reasoning: Literal["drop", "think"] = Field(
-        default="drop", description="think: put the teacher's trace in the assistant turn as <think>...</think>")
+    reasoning: Literal["think", "field", "drop"] = Field(
+        default="think",
+        description="how the teacher's trace enters the assistant turn: think = '<think>\\n...\\n</think>\\n\\n' + answer "
+                    "(R1-style students); field = the message's `reasoning_content` (templates that render it); "
+                    "drop = answer only")
+    allow_partial_traces: bool = Field(
+        default=False, description="train on summarized/redacted traces (refused by default: a summary is not the reasoning)")
     student_tokenizer: str | None = Field(default=None, description="local tokenizer dir for token counts")
     num_proc: int = Field(default=2, ge=1, description="processes for per-record filters on large data")
     errors: ErrorsFilter = Field(default_factory=ErrorsFilter)
     empty: EmptyFilter = Field(default_factory=EmptyFilter)
     finish_reason: FinishReasonFilter = Field(default_factory=FinishReasonFilter)
+    trace: TraceFilter = Field(default_factory=TraceFilter)
     refusal: RefusalFilter = Field(default_factory=RefusalFilter)
     length: LengthFilter = Field(default_factory=LengthFilter)
     repetition: RepetitionFilter = Field(default_factory=RepetitionFilter)

@@ -16,6 +16,7 @@ from distill.curate.config import (
     LengthFilter,
     RefusalFilter,
     RepetitionFilter,
+    TraceFilter,
 )
 
 Batch = dict[str, list[Any]]
@@ -36,6 +37,27 @@ def empty_keep(batch: Batch) -> np.ndarray:
 def finish_reason_keep(batch: Batch, drop: list[str]) -> np.ndarray:
     dropped = set(drop)
     return np.array([f not in dropped for f in batch["finish_reason"]], dtype=bool)
+
+
+def trace_keep(batch: Batch, cfg: TraceFilter) -> np.ndarray:
+    """Trace checks: present and full when required, length bounds, and an answer after it."""
+    traces = batch["reasoning"]
+    status = batch.get("reasoning_status") or [None] * len(traces)
+    out = []
+    for trace, st, tok, ans in zip(traces, status, batch["_trace_tokens"], batch["_answer"]):
+        has = bool(trace and trace.strip())
+        keep = True
+        if cfg.require_trace:
+            keep = has and st in (None, "full")
+        if has:
+            if cfg.min_tokens is not None and tok < cfg.min_tokens:
+                keep = False
+            if cfg.max_tokens is not None and tok > cfg.max_tokens:
+                keep = False
+            if cfg.require_answer and not (ans and ans.strip()):
+                keep = False
+        out.append(keep)
+    return np.array(out, dtype=bool)
 
 
 def compile_refusals(cfg: RefusalFilter) -> re.Pattern[str]:
@@ -140,6 +162,8 @@ def record_filters(cfg: CurateConfig) -> list[tuple[str, Any]]:
     if cfg.finish_reason.enabled:
         drop = list(cfg.finish_reason.drop)
         out.append(("finish_reason", lambda b: finish_reason_keep(b, drop)))
+    if cfg.trace.enabled:
+        out.append(("trace", lambda b: trace_keep(b, cfg.trace)))
     if cfg.empty.enabled:
         out.append(("empty", empty_keep))
     if cfg.refusal.enabled:
