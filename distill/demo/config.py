@@ -13,9 +13,9 @@ from distill.schema import Section
 class CIScale(Section):
     """`scale: ci` shrinks the run so it fits a CI job: fewer prompts, eval items and training steps."""
 
-    prompts: int = Field(default=500, gt=0, description="collection prompts (collect.prompts.limit)")
+    prompts: int = Field(default=1500, gt=0, description="collection prompts (collect.prompts.limit)")
     eval_items: int = Field(default=100, gt=0, description="held-out problems (eval.limit)")
-    train_steps: int = Field(default=400, gt=0, description="student training steps (train.max_steps)")
+    train_steps: int = Field(default=600, gt=0, description="student training steps (train.max_steps)")
     answer_only: bool = Field(default=False, description="also train + evaluate the answer-only student")
 
 

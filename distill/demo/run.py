@@ -322,7 +322,8 @@ def run_demo(cfg: Any, *, force: bool = False) -> dict[str, Any]:
         student_over_teacher=report.get("student_over_teacher"),
         answer_only_accuracy=acc(ao_name) if demo.answer_only else None,
         untrained_accuracy=report.get("base_accuracy"),
-        collected_records=collected.get("records"), curated_rows=curated.get("rows") or curated.get("counts"),
+        collected_records=collected.get("records"), curated_records=curated.get("records_out"),
+        curated_splits={k: v.get("records") for k, v in (curated.get("splits") or {}).items()},
         stage_seconds=clock.times, total_seconds=round(time.monotonic() - clock.t0, 1),
         report_dir=str(root / "report"), complete=True,
     )
