@@ -7,6 +7,7 @@ The result is an Arrow-backed `datasets.Dataset` with columns `prompt_id`, `mess
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import json
 import string
@@ -50,7 +51,7 @@ def _detect_format(src: PromptSource) -> str:
         return src.format
     p = Path(src.path)
     suffix = p.suffix.lower()
-    if suffix in (".jsonl", ".json"):
+    if suffix in (".jsonl", ".json") or p.name.lower().endswith((".jsonl.gz", ".json.gz")):
         return "jsonl"
     if suffix in (".csv", ".tsv"):
         return "csv"
@@ -61,7 +62,8 @@ def _detect_format(src: PromptSource) -> str:
 
 
 def _rows_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8") as f:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
         for lineno, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -6,7 +6,6 @@ rows in both places.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import os
@@ -50,27 +49,10 @@ def stable_id(prefix: str, *parts: Any) -> str:
     return f"{prefix}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
-def _jsonl_rows(path: Path) -> list[dict[str, Any]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    rows = []
-    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}")
-            rows.append(row)
-    return rows
-
-
 def read_local_rows(path: str | Path, split: str = "test") -> list[dict[str, Any]]:
     """Rows of a local JSONL(.gz) / JSON / CSV / TSV / Parquet file, a dir of Parquet files, or a saved HF dataset.
 
-    CSV/Parquet/HF reading is `distill.prompts.iter_rows` (the one local-file reader); only gzip JSONL is ours.
+    Reading is `distill.prompts.iter_rows` (the one local-file reader); only a JSON array file is read here.
     """
     from distill.prompts import PromptSource, iter_rows
 
@@ -78,8 +60,6 @@ def read_local_rows(path: str | Path, split: str = "test") -> list[dict[str, Any
     if not p.exists():
         raise InputError(f"{p}: benchmark file not found")
     name = p.name.lower()
-    if name.endswith((".jsonl.gz", ".json.gz")):
-        return _jsonl_rows(p)
     if name.endswith(".json") and p.read_text(encoding="utf-8").lstrip().startswith("["):
         data = json.loads(p.read_text(encoding="utf-8"))
         return [r for r in data if isinstance(r, dict)]

@@ -11,7 +11,6 @@ are reported (config).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
