@@ -170,26 +170,25 @@ def sft_args(cfg: TrainConfig, output_dir: Path, precision: str, *, has_eval: bo
     return SFTConfig(**kw)
 
 
-class _Clock:
-    """Trainer callback: time spent in optimizer steps (tokens/s excludes eval and checkpoint writes)."""
+def _clock() -> Any:
+    """A trainer callback timing optimizer steps (tokens/s excludes eval and checkpoint writes).
 
-    def __new__(cls) -> Any:
-        from transformers import TrainerCallback
+    Built in a function so importing this module stays free of transformers (the config imports it).
+    """
+    from transformers import TrainerCallback
 
-        class Clock(TrainerCallback):
-            def __init__(self) -> None:
-                self.step_s = 0.0
-                self.steps = 0
-                self._t = 0.0
+    class Clock(TrainerCallback):
+        def __init__(self) -> None:
+            self.step_s = 0.0
+            self._t = 0.0
 
-            def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-                self._t = time.perf_counter()
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self._t = time.perf_counter()
 
-            def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-                self.step_s += time.perf_counter() - self._t
-                self.steps += 1
+        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            self.step_s += time.perf_counter() - self._t
 
-        return Clock()
+    return Clock()
 
 
 def build_trainer(cfg: TrainConfig, train_ds: Any, eval_ds: Any, tokenizer: Any, output_dir: Path,
@@ -305,7 +304,7 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
     # on resume the restored log history already holds the first eval: no second one at the start
     trainer = build_trainer(cfg, train_ds, eval_ds, tok, ckpt_dir, precision,
                             eval_on_start=eval_ds is not None and resume_from is None)
-    clock = _Clock()
+    clock = _clock()
     trainer.add_callback(clock)
     start_step = tokens_before = 0
     if resume_from is not None:
