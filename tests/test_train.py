@@ -300,3 +300,23 @@ def test_full_finetune_writes_a_plain_checkpoint(student: Path, dataset_dir: Pat
     assert not (tmp_path / "train" / "adapter").exists()
     model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "train" / "merged"))
     assert sum(p.numel() for p in model.parameters()) == s["total_params"]
+
+
+def test_cli_check_prints_table_and_stops_on_a_template_trap(student: Path, dataset_dir: Path, tmp_path: Path,
+                                                             capsys) -> None:
+    from distill.tiny import CHAT_TEMPLATE
+
+    cfg_path = tmp_path / "p.yaml"
+    train = {"student": str(student), "dataset": str(dataset_dir), "check_examples": 20}
+    cfg_path.write_text(yaml.safe_dump({"name": "chk", "run_dir": str(tmp_path / "run"), "train": train}))
+    capsys.readouterr()
+    assert cli_main(["train", "-c", str(cfg_path), "--check"]) == 0
+    out = capsys.readouterr()
+    assert "20 examples rendered, no template problems" in out.out and "end-of-turn token in loss" in out.err
+    no_gen = CHAT_TEMPLATE.replace("{% generation %}", "").replace("{% endgeneration %}", "")
+    cfg_path.write_text(yaml.safe_dump({"name": "chk", "run_dir": str(tmp_path / "run"),
+                                        "train": train | {"chat_template": no_gen}}))
+    assert cli_main(["train", "-c", str(cfg_path), "--check"]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and "20/20 examples have an empty assistant mask" in err[0]
+    assert not (tmp_path / "run" / "train").exists(), "--check trains nothing"
