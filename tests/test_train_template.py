@@ -127,3 +127,29 @@ def test_template_from_file_and_missing_template(student: Path, tmp_path: Path) 
     (bare / "chat_template.jinja").unlink(missing_ok=True)
     with pytest.raises(ConfigError, match="has no chat template"):
         load_tokenizer(cfg(bare))
+
+
+# A template that renders the message's own reasoning field (Qwen3 / DeepSeek style) inside the trained turn.
+RENDERS_FIELD = CHAT_TEMPLATE.replace(
+    "{% generation %}{{ message['content'] }}",
+    "{% generation %}{% if message.get('reasoning_content') %}{{ '<think>\\n' + message['reasoning_content'] + "
+    "'\\n</think>\\n\\n' }}{% endif %}{{ message['content'] }}",
+)
+
+
+def test_reasoning_content_field_survives_only_where_the_template_renders_it(student: Path) -> None:
+    from datasets import Dataset
+
+    rows = []
+    for a in range(10):
+        r = conv(f"What is {a} + 7?", f"The answer is {a + 7}.")
+        r["messages"][-1]["reasoning_content"] = f"{a}+7={a + 7}"
+        rows.append(r)
+    data = Dataset.from_list(rows)
+    c = cfg(student, chat_template=RENDERS_FIELD)
+    chk = check_template(load_tokenizer(c), data, c, "data")
+    assert (chk.with_think, chk.think_survives) == (10, 10) and chk.problems == []
+    c = cfg(student)  # the plain template ignores reasoning_content: the trace would never be trained
+    chk = check_template(load_tokenizer(c), data, c, "data")
+    assert (chk.with_think, chk.think_survives) == (10, 0)
+    assert any("reasoning_content" in p for p in chk.problems)

@@ -76,4 +76,7 @@ def validate_messages(messages: Any, where: str) -> list[dict[str, str]]:
             raise InputError(f"{where}: messages[{i}].role={m['role']!r}; expected one of {', '.join(sorted(ROLES))}")
     if messages[-1]["role"] != "assistant":
         raise InputError(f"{where}: the last message must be the assistant turn to learn (got role={messages[-1]['role']!r})")
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
+    # `reasoning_content` (curate's reasoning: field) is kept for templates that render it; the check tells if not
+    return [{"role": m["role"], "content": m["content"],
+             **({"reasoning_content": m["reasoning_content"]} if isinstance(m.get("reasoning_content"), str) else {})}
+            for m in messages]

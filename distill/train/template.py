@@ -160,7 +160,8 @@ def check_template(tokenizer: Any, dataset: Any, cfg: TrainConfig, source: str) 
         trained_turns = [m for m in msgs if m["role"] == "assistant"]
         if cfg.loss_on == "completion":
             trained_turns = trained_turns[-1:]  # only the last turn is in the loss by design
-        thinks = [t.strip() for m in trained_turns for t in _THINK.findall(m["content"]) if t.strip()]
+        thinks = [t.strip() for m in trained_turns
+                  for t in [*_THINK.findall(m["content"]), m.get("reasoning_content") or ""] if t.strip()]
         if thinks:
             chk.with_think += 1
             trained = " ".join(tokenizer.decode([labels[j] for j in loss_pos]).split())
@@ -196,7 +197,8 @@ def check_template(tokenizer: Any, dataset: Any, cfg: TrainConfig, source: str) 
     if chk.with_think and chk.think_survives < chk.with_think:
         chk.problems.append(
             f"<think> content is lost in {chk.with_think - chk.think_survives}/{chk.with_think} examples that have it: "
-            "the chat template strips reasoning from assistant turns, so the student would not learn the traces. "
+            "the chat template strips reasoning from assistant turns (or does not render `reasoning_content`), so "
+            "the student would not learn the traces. "
             "Fix: set train.chat_template to one that renders assistant content verbatim (or strip the traces in "
             "curate if answer-only training is what you want)"
         )
