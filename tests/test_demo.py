@@ -131,3 +131,10 @@ def test_reduced_demo_end_to_end_student_beats_its_untrained_self(tmp_path: Path
     assert time.monotonic() - t0 < 60
     assert again["student_accuracy"] == s["student_accuracy"]
     assert not (root / "train-work").exists() or not os.listdir(root / "train-work")
+
+
+def test_demo_refuses_a_teacher_url_it_cannot_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISTILL_DEMO_TEACHER_URL", "https://api.openai.com/v1")
+    cfg = load_config(ROOT / "pipelines" / "demo.yaml")
+    with pytest.raises(ConfigError, match="collect.teachers\\[0\\].base_url: .*loopback"):
+        run_demo(cfg)

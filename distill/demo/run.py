@@ -248,6 +248,7 @@ def run_demo(cfg: Any, *, force: bool = False) -> dict[str, Any]:
     base_name, ao_name = demo.base_eval_model, demo.answer_only_eval_model
     for n in (t_name, s_name, base_name) + ((ao_name,) if demo.answer_only else ()):
         _eval_model(cfg, n)
+    _teacher_endpoint(cfg)  # a URL the demo cannot serve fails here, before any server or thread starts
 
     # 1. the teacher's server: collect + the teacher's eval; the untrained student is evaluated meanwhile
     need_teacher = force or not _collect_fresh(cfg) or not _eval_fresh(cfg, t_name)
