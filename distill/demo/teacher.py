@@ -102,7 +102,8 @@ def train_lm(model: Any, tok: Any, examples: list[tuple[str, str]], *, steps: in
             if done:
                 break
     model.eval()
-    return {"steps": step + 1, "max_steps": steps, "batch_size": batch_size, "lr": lr, "final_loss": round(sum(losses[-50:]) / min(50, len(losses)), 5),
+    return {"steps": step + 1, "max_steps": steps, "batch_size": batch_size, "lr": lr,
+            "final_loss": round(sum(losses[-50:]) / min(50, len(losses)), 5),
             "train_time_s": round(time.monotonic() - t0, 1)}
 
 
