@@ -280,13 +280,18 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Cha
     return written, dropped, dict(statuses)
 
 
+def collect_fingerprint(cfg: CollectConfig) -> str:
+    """What decides whether collect/ is up to date: the config and the prompt file."""
+    src = Path(cfg.prompts.path)
+    return fingerprint(cfg.model_dump(mode="json"), file_fingerprint(src) if src.exists() else cfg.prompts.path)
+
+
 def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force: bool = False) -> dict[str, Any]:
     """Run the collect stage; returns its summary (also written to stage_dir/summary.json)."""
     t_start = time.monotonic()
     ds, prompt_stats = load_prompts(cfg.prompts)
-    src = Path(cfg.prompts.path)
     config_json = cfg.model_dump(mode="json")
-    fp = fingerprint(config_json, file_fingerprint(src) if src.exists() else cfg.prompts.path)
+    fp = collect_fingerprint(cfg)
     if not force and is_fresh(stage_dir, fp):
         console.print(f"collect: up to date in {stage_dir} (use --force to re-run)")
         return json.loads((stage_dir / "summary.json").read_text())

@@ -230,6 +230,8 @@ def run_report(cfg: Any, run_root: Path, *, force: bool = False) -> dict[str, An
             models=list(models), benchmarks=[c["benchmark"] for c in table["columns"]], roles=roles, primary=p,
             teacher_accuracy=primary_score("teacher"), student_accuracy=primary_score("student"),
             base_accuracy=primary_score("base"),
+            # every model's score on the primary benchmark (e.g. the demo's answer-only student too)
+            accuracies={r["model"]: (r["scores"].get(p) or {}).get("score") for r in table["rows"]} if p else {},
             student_over_teacher=table["student_over_teacher"].get(p) if p else None,
             gap_recovered=table["gap_recovered"], files=["report.md", "report.json", "chart.png"],
             wall_time_s=round(time.monotonic() - t0, 3),

@@ -104,21 +104,15 @@ def _teacher_endpoint(cfg: Any) -> tuple[str, int, str]:
 
 # -- freshness (is the teacher's server needed at all?) --------------------------------------------------------------
 def _collect_fresh(cfg: Any) -> bool:
-    src = Path(cfg.collect.prompts.path)
-    fp = fingerprint(cfg.collect.model_dump(mode="json"), file_fingerprint(src) if src.exists() else str(src))
-    return is_fresh(cfg.root / "collect", fp)
+    from distill.collect import collect_fingerprint
+
+    return is_fresh(cfg.root / "collect", collect_fingerprint(cfg.collect))
 
 
 def _eval_fresh(cfg: Any, name: str) -> bool:
-    """Mirrors run_eval's fingerprint for an endpoint model (a wrong guess only costs a server start)."""
-    from distill.evaluate import load_benchmarks
+    from distill.evaluate import eval_is_fresh
 
-    m = _eval_model(cfg, name)
-    loaded = load_benchmarks(cfg.eval, cfg.root)
-    fp = fingerprint(m.model_dump(mode="json", exclude={"api_key"}),
-                     [b.model_dump(mode="json") for b in cfg.eval.benchmarks], cfg.eval.limit, cfg.eval.temperature,
-                     [lb.source_fp for lb in loaded], None)
-    return is_fresh(cfg.root / "eval" / name, fp)
+    return eval_is_fresh(cfg, cfg.root, name)
 
 
 # -- stages -----------------------------------------------------------------------------------------------------------
@@ -175,16 +169,10 @@ def _eval_quiet(cfg: Any) -> Any:
 
 
 def _eval_one(cfg: Any, name: str, *, force: bool) -> dict[str, Any]:
-    """run_eval for one model, safe beside another: two runs that finish at the same instant can collide on the
-    eval index's temp file; the model's own results are written by then, so one quick re-run settles it."""
+    """run_eval for one model (safe beside another: rundir.write_json never shares a temp file)."""
     from distill.evaluate import run_eval
 
-    try:
-        return run_eval(_eval_quiet(cfg), cfg.root, cfg.cache_file, force=force, models=[name])
-    except FileNotFoundError as err:
-        if not str(err.filename or "").endswith(".tmp"):
-            raise
-        return run_eval(_eval_quiet(cfg), cfg.root, cfg.cache_file, models=[name])
+    return run_eval(_eval_quiet(cfg), cfg.root, cfg.cache_file, force=force, models=[name])
 
 
 class _Background:
