@@ -23,7 +23,7 @@ from distill.llm.runner import Budget, estimate_prompt_tokens
 from distill.progress import console, make_progress
 from distill.prompts import PromptSource, load_prompts
 from distill.rundir import base_summary, file_fingerprint, fingerprint, is_fresh, stage_output, write_json
-from distill.schema import Section
+from distill.schema import Section, require_unique_names
 
 RECORD_COLUMNS = [
     "id", "prompt_id", "sample_index", "teacher", "model", "requested_model", "base_url", "messages", "completion",
@@ -50,11 +50,7 @@ class CollectConfig(Section):
     @field_validator("teachers")
     @classmethod
     def _unique(cls, v: list[EndpointConfig]) -> list[EndpointConfig]:
-        names = [t.name for t in v]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise ValueError(f"teacher names must be unique (repeated: {', '.join(sorted(dup))})")
-        return v
+        return require_unique_names(v, "teacher")
 
 
 def _requests(ds: Any, n: int) -> Any:

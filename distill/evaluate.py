@@ -38,7 +38,7 @@ from distill.rundir import (
     stage_output,
     write_json,
 )
-from distill.schema import Section
+from distill.schema import Section, require_unique_names
 from distill.serve import ServeConfig, VLLMServer, build_server
 
 Role = Literal["teacher", "student", "base", "other"]
@@ -89,20 +89,12 @@ class EvalConfig(Section):
     @field_validator("models")
     @classmethod
     def _unique_models(cls, v: list[EvalModel]) -> list[EvalModel]:
-        names = [m.name for m in v]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"model names must be unique (repeated: {', '.join(dup)})")
-        return v
+        return require_unique_names(v, "model")
 
     @field_validator("benchmarks")
     @classmethod
     def _unique_benchmarks(cls, v: list[EvalBenchmark]) -> list[EvalBenchmark]:
-        names = [b.name for b in v]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"benchmark names must be unique (repeated: {', '.join(dup)})")
-        return v
+        return require_unique_names(v, "benchmark")
 
 
 @dataclass
@@ -340,12 +332,7 @@ def _eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, r
         if missing:
             console.print(f"eval {m.name}: starting vLLM for {server.model} ({missing} answers not cached) ...")
             t0 = time.monotonic()
-            server.start()
-            try:
-                server.wait_ready()
-            except BaseException:
-                server.stop()
-                raise
+            server.start_and_wait()
             served_info["startup_s"] = round(time.monotonic() - t0, 1)
     else:
         runners = make_runners(None, None)

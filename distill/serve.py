@@ -128,10 +128,18 @@ class VLLMServer:
         if self._log:
             self._log.close()
 
-    def __enter__(self) -> VLLMServer:
+    def start_and_wait(self) -> VLLMServer:
+        """Start and block until ready; whatever interrupts the wait (Ctrl-C included) stops the process."""
         self.start()
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
         return self
+
+    def __enter__(self) -> VLLMServer:
+        return self.start_and_wait()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

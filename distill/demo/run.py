@@ -250,12 +250,7 @@ def run_demo(cfg: Any, *, force: bool = False) -> dict[str, Any]:
             if server is not None:
                 console.print(f"serve: starting vLLM for {demo.teacher} at {server.base_url} "
                               f"(log {server.log_path}) ...")
-                server.start()
-                try:
-                    server.wait_ready()
-                except BaseException:
-                    server.stop()
-                    raise
+                server.start_and_wait()
         with clock.stage("collect", f"{cfg.collect.prompts.path} -> {root / 'collect'}"):
             collected = run_collect(cfg.collect, root / "collect", cfg.cache_file, force=force)
             if not collected.get("complete"):
