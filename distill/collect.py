@@ -106,10 +106,10 @@ async def _collect_batch(cfg: CollectConfig, ds: Any, cache: ResponseCache, stat
     generation = 0
     while True:
         while True:
-            states = {bc.runner.ep.name: bc.poll() for bc in collectors}
-            for name, st in states.items():
-                progress.update(tasks[name], total=st["total"], completed=st["done"],
-                                stats=" ".join(f"{c['status']}" for c in next(b for b in collectors if b.runner.ep.name == name).active))
+            for bc in collectors:
+                st = bc.poll()
+                progress.update(tasks[bc.runner.ep.name], total=st["total"], completed=st["done"],
+                                stats=" ".join(str(c["status"]) for c in bc.active))
             if not any(bc.active for bc in collectors):
                 break
             await asyncio.sleep(cfg.batch.poll_interval_s)
@@ -128,18 +128,21 @@ async def _collect_batch(cfg: CollectConfig, ds: Any, cache: ResponseCache, stat
             if cfg.batch.fallback == "online":
                 def on_result(req: ChatRequest, records: Any, error: str | None, from_cache: bool, bc=bc) -> None:
                     if error is not None:
-                        failures.append({"prompt_id": ds[req.tag]["prompt_id"], "teacher": bc.runner.ep.name,
-                                         "sample_indices": req.samples, "error": error})
+                        failures.append(_failure(ds, bc.runner.ep.name, req, error))
                 stats_before = bc.runner.stats.requests_total, bc.runner.stats.from_cache
                 await bc.runner.run(reqs, on_result)
                 # the fallback re-asks requests already counted once
                 bc.runner.stats.requests_total, bc.runner.stats.from_cache = stats_before
             else:
                 for req in reqs:
-                    failures.append({"prompt_id": ds[req.tag]["prompt_id"], "teacher": bc.runner.ep.name,
-                                     "sample_indices": req.samples, "error": "failed in batch (fallback: none)"})
+                    failures.append(_failure(ds, bc.runner.ep.name, req, "failed in batch (fallback: none)"))
                     bc.runner.stats.failed += len(req.samples)
         return
+
+
+def _failure(ds: Any, teacher: str, req: ChatRequest, error: str) -> dict[str, Any]:
+    """One line of failures.jsonl."""
+    return {"prompt_id": ds[req.tag]["prompt_id"], "teacher": teacher, "sample_indices": req.samples, "error": error}
 
 
 def _longer(ep: EndpointConfig, factor: float) -> EndpointConfig:
@@ -165,8 +168,7 @@ async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache, state_dir:
         def on_result_for(runner: ChatRunner):
             def on_result(req: ChatRequest, records: Any, error: str | None, from_cache: bool) -> None:
                 if error is not None:
-                    failures.append({"prompt_id": ds[req.tag]["prompt_id"], "teacher": runner.ep.name,
-                                     "sample_indices": req.samples, "error": error})
+                    failures.append(_failure(ds, runner.ep.name, req, error))
                 elif cfg.on_truncated == "retry" and records:
                     cut = [r["sample_index"] for r in records if r.get("finish_reason") == "length"]
                     if cut and runner.ep.name in truncated:

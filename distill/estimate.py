@@ -18,6 +18,7 @@ from pydantic import Field
 from distill.errors import DistillError
 from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache
 from distill.llm.pricing import Price
+from distill.llm.runner import estimate_prompt_tokens
 from distill.progress import console
 from distill.schema import Section
 
@@ -70,7 +71,7 @@ class TokenCounter:
             if getattr(self._hf, "chat_template", None):
                 return len(self._hf.apply_chat_template(messages, tokenize=True, add_generation_prompt=True))
             return len(self._hf.encode("\n".join(str(m.get("content") or "") for m in messages)))
-        return sum(len(str(m.get("content") or "")) for m in messages) // 4 + 4 * len(messages) + 3
+        return estimate_prompt_tokens(messages)
 
 
 def _pilot_indices(n_uncached: int, k: int) -> list[int]:

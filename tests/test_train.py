@@ -22,21 +22,13 @@ import yaml
 
 from distill.cli import main as cli_main
 from distill.errors import ConfigError
+from distill.demo.task import solution
 from distill.train import TrainConfig, run_train
 from distill.train.template import IGNORE
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def steps(a: int, b: int) -> str:
-    xs, ys, carry, out = str(a)[::-1], str(b)[::-1], 0, []
-    for i in range(max(len(xs), len(ys))):
-        x = int(xs[i]) if i < len(xs) else 0
-        y = int(ys[i]) if i < len(ys) else 0
-        s = x + y + carry
-        out.append(f"{x}+{y}+{carry}={s}")
-        carry = s // 10
-    return " ".join(out) + f" The answer is {a + b}."
 
 
 def sum_rows(n: int, seed: int) -> list[dict]:
@@ -45,7 +37,7 @@ def sum_rows(n: int, seed: int) -> list[dict]:
     for _ in range(n):
         a, b = rng.randrange(100, 1000), rng.randrange(100, 1000)
         rows.append({"prompt_id": f"{a}+{b}", "messages": [
-            {"role": "user", "content": f"What is {a} + {b}?"}, {"role": "assistant", "content": steps(a, b)}]})
+            {"role": "user", "content": f"What is {a} + {b}?"}, {"role": "assistant", "content": solution(a, b)}]})
     return rows
 
 

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from distill.errors import DistillError, redact
 from distill.llm.cache import sample_key
+from distill.llm.parse import usage_fields
 from distill.llm.runner import ChatRequest, ChatRunner
 from distill.rundir import write_json
 from distill.schema import Section
@@ -212,19 +213,14 @@ class BatchCollector:
     def _store(self, cid: str, body: dict[str, Any], batch_id: str) -> list[dict[str, Any]]:
         rk, _, samples = cid.rpartition("|")
         pending = {int(i): sample_key(rk, int(i)) for i in samples.split(",") if i}
-        recs = self.runner._records(body, pending, latency=0.0, attempts=1)
+        usage = usage_fields(body.get("usage"))
+        recs = self.runner._records(body, usage, pending, latency=0.0, attempts=1)
         discount = self.runner.price.batch_discount
         for x in recs:
             x["cost_usd"] *= discount
             x["latency_s"] = None
             x["batch_id"] = batch_id
-        usage = body.get("usage") or {}
-        st = self.runner.stats
-        st.completed += len(recs)
-        st.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-        st.completion_tokens += int(usage.get("completion_tokens") or 0)
-        st.reasoning_tokens += int(((usage.get("completion_tokens_details") or {}).get("reasoning_tokens")) or 0)
-        st.cost_usd += sum(x["cost_usd"] for x in recs)
+        self.runner.stats.count_response(len(recs), usage, sum(x["cost_usd"] for x in recs), None)
         return recs
 
     def take_failed(self) -> list[ChatRequest]:

@@ -55,6 +55,16 @@ class RunStats:
     errors: Counter = field(default_factory=Counter)
     stopped: str | None = None
 
+    def count_response(self, samples: int, usage: dict[str, int], cost: float, latency: float | None) -> None:
+        """One answered request (online or from a batch), counted once its records are in the cache."""
+        self.completed += samples
+        self.prompt_tokens += usage["prompt_tokens"]
+        self.completion_tokens += usage["completion_tokens"]
+        self.reasoning_tokens += usage["reasoning_tokens"]
+        self.cost_usd += cost
+        if latency is not None:
+            self.latencies.append(latency)
+
     def merge(self, other: RunStats) -> None:
         for name in ("requests_total", "completed", "from_cache", "failed", "not_sent", "http_requests",
                      "prompt_tokens", "completion_tokens", "reasoning_tokens", "cost_usd"):
@@ -126,7 +136,6 @@ class ChatRunner:
         cache: ResponseCache,
         *,
         budget: Budget | None = None,
-        on_progress: Callable[[RunStats], None] | None = None,
     ):
         self.ep = endpoint
         self.cache = cache
@@ -141,7 +150,6 @@ class ChatRunner:
         self._consecutive_failures = 0
         self._stop: str | None = None
         self._fatal: str | None = None
-        self._on_progress = on_progress
         self._writes: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
         max_out = endpoint.params.max_output_tokens
@@ -283,8 +291,8 @@ class ChatRunner:
                 self._fail(req, pending, last, attempt, on_result)
                 return
             latency = time.monotonic() - t0
-            records = self._records(resp, pending, latency, attempt)
             usage = usage_fields(resp.get("usage"))
+            records = self._records(resp, usage, pending, latency, attempt)
             cost = self.price.cost(usage["prompt_tokens"], usage["completion_tokens"])
             self.budget.settle(worst, cost)
             self.limiter.settle(est_tokens, usage["prompt_tokens"] + usage["completion_tokens"])
@@ -292,12 +300,7 @@ class ChatRunner:
             # counted only now that the response is durable
             for r in records:
                 pending.pop(r["sample_index"])
-            self.stats.completed += len(records)
-            self.stats.prompt_tokens += usage["prompt_tokens"]
-            self.stats.completion_tokens += usage["completion_tokens"]
-            self.stats.reasoning_tokens += usage["reasoning_tokens"]
-            self.stats.cost_usd += cost
-            self.stats.latencies.append(latency)
+            self.stats.count_response(len(records), usage, cost, latency)
             self._consecutive_failures = 0
             on_result(ChatRequest(req.messages, [r["sample_index"] for r in records], req.tag), records, None, False)
 
@@ -349,8 +352,8 @@ class ChatRunner:
             self._fatal = f"{self._consecutive_failures} requests in a row failed; stopping the run. Last error: {msg}"
             self._stop = self._fatal
 
-    def _records(self, resp: dict[str, Any], pending: dict[int, str], latency: float, attempts: int) -> list[dict[str, Any]]:
-        usage = usage_fields(resp.get("usage"))
+    def _records(self, resp: dict[str, Any], usage: dict[str, int], pending: dict[int, str], latency: float,
+                 attempts: int) -> list[dict[str, Any]]:
         choices = sorted(resp["choices"], key=lambda c: c.get("index", 0))[: len(pending)]
         parsed = [parse_message(c.get("message") or {}) for c in choices]
         lengths = [len(p["completion"]) + len(p["reasoning"] or "") for p in parsed]
