@@ -9,9 +9,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
-_THINK = re.compile(r"<think(?:ing)?>.*?</think(?:ing)?>", re.DOTALL | re.IGNORECASE)
-_THINK_OPEN = re.compile(r"<think(?:ing)?>.*\Z", re.DOTALL | re.IGNORECASE)
-_THINK_CLOSE_ONLY = re.compile(r"\A.*?</think(?:ing)?>", re.DOTALL | re.IGNORECASE)
+from distill.answers.code import extract_code
+from distill.answers.reasoning import strip_reasoning
 
 # A number as people write it: optional sign, optional $, digits with optional thousands commas, optional decimals.
 _NUM = r"-?\$?\s?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\$?\s?\.\d+"
@@ -21,21 +20,6 @@ _ANSWER_IS = re.compile(
 )
 _BOXED = re.compile(r"\\boxed\{\s*(" + _NUM + r")\s*\}")
 _ANY_NUM = re.compile(_NUM)
-
-
-def strip_reasoning(text: str | None) -> str:
-    """The answer part of a completion: drops `<think>...</think>` blocks (and an unclosed trailing one).
-
-    A completion that starts mid-trace and only has the closing tag (some servers strip the opening one) keeps
-    what follows the close.
-    """
-    if not text:
-        return ""
-    out = _THINK.sub("", text)
-    if re.search(r"</think(?:ing)?>", out, re.IGNORECASE):
-        out = _THINK_CLOSE_ONLY.sub("", out)
-    out = _THINK_OPEN.sub("", out)
-    return out.strip()
 
 
 def _normalize_number(raw: str) -> str | None:
@@ -104,16 +88,4 @@ def extract_choice(text: str | None, letters: str = "ABCD") -> str | None:
         return lead.group(1)
     return None
 
-
-_FENCE_PY = re.compile(r"```(?:python|py|python3)[^\n]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
-_FENCE_ANY = re.compile(r"```[^\n]*\n(.*?)```", re.DOTALL)
-
-
-def extract_code(text: str | None) -> str:
-    """The first ```python fenced block (else the first fenced block, else the whole answer text)."""
-    text = strip_reasoning(text)
-    for pat in (_FENCE_PY, _FENCE_ANY):
-        m = pat.search(text)
-        if m:
-            return m.group(1)
-    return text
+__all__ = ["strip_reasoning", "extract_number", "numbers_match", "extract_choice", "extract_code"]
