@@ -14,10 +14,11 @@ import re
 from distill.answers.markers import retracted_after
 from distill.answers.numeric import NOTHING, Reading
 
-_OPEN = r"(?:\\boxed\{\s*(?:\\text(?:bf)?\{)?|\*\*|\\\(|\$)*\s*[(\[]?\s*(?:\*\*)?"
+_OPEN = r"(?:\\boxed\{\s*|\\text(?:bf)?\{\s*|\*\*|\\\(|\$)*\s*[(\[]?\s*(?:\*\*)?"
 _PHRASES = (
-    r"\b(?:final\s+answer|answer|correct\s+(?:answer|option|choice|response)|best\s+(?:answer|option|choice)|"
-    r"right\s+(?:answer|option|choice))\b(?:\s*\*\*)?(?:\s+(?:is|would\s+be|should\s+be|must\s+be|remains))?"
+    r"(?:\b(?:final\s+answer|correct\s+(?:answer|option|choice|response)|best\s+(?:answer|option|choice)|"
+    r"right\s+(?:answer|option|choice))\b(?:\s*\*\*)?(?:\s+here)?(?:\s+(?:is|would\s+be|should\s+be|must\s+be|remains))?"
+    r"|\banswer\b(?:\s*\*\*)?(?:\s+here)?(?:\s+(?:is|would\s+be|should\s+be|must\s+be|remains)|\s*[:=]))"
     r"(?:\s+therefore|\s+then|\s+clearly)?\s*[:=]?(?:\s*\*\*)?\s*(?:option|choice)?\s*"
     r"|\b(?:go(?:ing)?\s+with|choose|chose|pick|select|opt\s+for|settle\s+on|answer\s+with)\s+(?:option\s+|choice\s+|answer\s+)?"
     r"|\\boxed\{\s*"
@@ -26,7 +27,7 @@ _PHRASES = (
 
 def _patterns(letters: str) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
     L = "".join(sorted(set(letters.upper() + letters.lower())))
-    phrase = re.compile(rf"(?:{_PHRASES}){_OPEN}(?P<l>[{re.escape(L)}])(?![A-Za-z0-9])(?P<after>[^\n]{{0,24}})",
+    phrase = re.compile(rf"(?:{_PHRASES}){_OPEN}(?P<l>[{re.escape(L)}])(?![A-Za-z0-9])(?=(?P<after>[^\n]{{0,24}}))",
                         re.IGNORECASE)
     is_right = re.compile(
         rf"(?:option\s+|choice\s+)?(?:\*\*)?[(\[]?(?P<l>[{re.escape(letters.upper())}])[)\].]?(?:\*\*)?"

@@ -115,9 +115,9 @@ def _sentences(text: str) -> list[tuple[int, str]]:
 
 
 def _result_of(sentence: str, cue_end: int) -> Reading:
-    """A concluding sentence's value: the result after its last `=`, else its first number after the cue."""
+    """A concluding sentence's value: from its cue on, the result after the last `=`, else the first number."""
     c = drop_parenthetical(sentence)
-    eqs = [m.end() for m in re.finditer(r"=|≈|\\approx", c)]
+    eqs = [m.end() for m in re.finditer(r"=|≈|\\approx", c) if m.start() >= cue_end]
     if eqs:
         return value_in_clause(c[eqs[-1]:], words=False)
     return value_in_clause(c[cue_end:], words=False)
@@ -148,10 +148,11 @@ def _weak(text: str) -> tuple[int, Reading]:
         nums = find_numbers(drop_parenthetical(s))
         if nums:
             whole = value_in_clause(s, words=False)
-            r = whole if whole.hedged else _result_of(s, len(s))
-            if r.extracted is None:
-                r = Reading(format_number(nums[-1].value), nums[-1].value)
-            return start, r
+            if whole.hedged:
+                return start, whole
+            if re.search(r"=|≈|\\approx", drop_parenthetical(s)):
+                return start, _result_of(s, 0)
+            return start, Reading(format_number(nums[-1].value), nums[-1].value)
     return -1, NOTHING
 
 
