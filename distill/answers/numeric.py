@@ -92,7 +92,7 @@ def _strong(text: str) -> list[tuple[int, int, Reading]]:
     out: list[tuple[int, int, Reading]] = []
     for m in _HASHES.finditer(text):
         start, clause = clause_at(text, m.end(), lines=0)
-        if _HEADING.match(clause):
+        if _HEADING.match(text, m.end()):
             continue  # "#### 1. Eggs laid" / "#### Step 2" is a markdown heading, not an answer
         out.append((m.start(), start + len(clause), value_in_clause(clause)))
     for m in _ANSWER.finditer(text):
