@@ -124,6 +124,13 @@ def test_hedges_are_wrong_unless_resolved():
     _check("It's either A or C. C needs an isolated system, so the answer is A.", "A", "choice", True, "match")
     _check("Without tax it is $20, with tax $21.60; tax is included, so the answer is $20.", "20", "number", True)
     _check("The answer is 5 hours, or 300 minutes.", "5", "number", True)  # one amount in two units
+    _check("If the break counts, the answer is 40 minutes; otherwise 60 minutes.", "40", "number", False, "hedged")
+
+
+def test_a_so_sentence_in_the_working_is_not_the_conclusion():
+    reply = "3 dozen is 36 eggs, so 3 dozen is 36 eggs.\n\n36 - 8 = 28\n\nShe has twenty-eight eggs left."
+    _check(reply, "28", "number", True)
+    _check(reply, "36", "number", False)
 
 
 # --- number forms compared by value ----------------------------------------------------------------------------

@@ -87,6 +87,17 @@ def _boxed_content(text: str, start: int) -> str:
     return text[start:i - 1] if depth == 0 else text[start:]
 
 
+def _unless_otherwise(reading: Reading, text: str, end: int) -> Reading:
+    """"If so, the answer is 40; otherwise 60": an answer offered on a condition, with another one, is a hedge."""
+    rest = text[end:].split("\n", 1)[0]
+    if reading.extracted is None or not re.match(r"[;,.]?\s*(?:otherwise|else|or else|if not)\b", rest, re.I):
+        return reading
+    other = find_numbers(rest)
+    if other and other[0].value != reading.value:
+        return Reading(reading.extracted, reading.value, hedged=True)
+    return reading
+
+
 def _strong(text: str) -> list[tuple[int, int, Reading]]:
     """(start, end, reading) of every explicit final-answer marker that states a value."""
     out: list[tuple[int, int, Reading]] = []
@@ -97,7 +108,8 @@ def _strong(text: str) -> list[tuple[int, int, Reading]]:
         out.append((m.start(), start + len(clause), value_in_clause(clause)))
     for m in _ANSWER.finditer(text):
         start, clause = clause_at(text, m.end())
-        out.append((m.start(), start + len(clause), value_in_clause(clause)))
+        out.append((m.start(), start + len(clause), _unless_otherwise(value_in_clause(clause), text,
+                                                                      start + len(clause))))
     for m in _BOXED.finditer(text):
         content = _boxed_content(text, m.end())
         out.append((m.start(), m.end() + len(content), value_in_clause(content)))
@@ -136,7 +148,10 @@ def _weak(text: str) -> tuple[int, Reading]:
             if r.extracted is not None:
                 best = (m.start(), r)
     sentences = _sentences(text)
+    last_para = max((m.end() for m in re.finditer(r"\n\s*\n", text.rstrip())), default=0)
     for start, s in reversed(sentences):
+        if start < last_para:
+            break  # a "so ..." in the working is not the conclusion
         cue = _CUE.search(s)
         if cue and find_numbers(s[cue.end():]):
             if start > best[0]:
