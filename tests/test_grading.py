@@ -128,7 +128,7 @@ def test_hedges_are_wrong_unless_resolved():
 
 
 def test_a_so_sentence_in_the_working_is_not_the_conclusion():
-    reply = "3 dozen is 36 eggs, so 3 dozen is 36 eggs.\n\n36 - 8 = 28\n\nShe has twenty-eight eggs left."
+    reply = "A dozen is 12, so 3 dozen is 36 eggs.\n\n36 - 8 = 28\n\nShe has twenty-eight eggs left."
     _check(reply, "28", "number", True)
     _check(reply, "36", "number", False)
 
