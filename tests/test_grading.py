@@ -236,3 +236,45 @@ def test_unknown_kind_is_one_clear_error():
 
 def test_bad_reference_is_counted_apart():
     _check("The answer is 42.", "forty-two-ish", "number", False, "bad_reference")
+
+
+# --- every reader of answers goes through grade() ----------------------------------------------------------------
+
+def test_benchmarks_score_with_grade_and_its_reason():
+    from distill.benchmarks.base import Item
+    from distill.benchmarks.gsm8k import GSM8K
+    from distill.benchmarks.mmlu import MMLU
+
+    item = Item(id="q", question="eggs?", reference="18")
+    assert GSM8K().score(item, "The answer is 20.\n\nWait: 16 - 7 = 9, 9 x 2 = 18. So $18.").correct
+    cut = GSM8K().score(item, "#### 18\n\nAlso, the", finish_reason="length")
+    assert (cut.correct, cut.detail) == (False, "truncated")
+    mc = Item(id="m", question="?", reference="E", choices=["a", "b", "c", "d", "e"])
+    assert MMLU().score(mc, "**E)** five").correct
+    assert MMLU().score(mc, "either A or E").detail == "hedged"
+
+
+def test_eval_summary_counts_truncated_and_reasons():
+    from distill.evaluate import aggregate
+
+    def row(i, correct, finish, detail):
+        return {"id": str(i), "subject": None, "correct": correct, "error": None, "prompt_tokens": 1,
+                "completion_tokens": 1, "cost_usd": 0.0, "latency_s": 0.1, "finish_reason": finish, "detail": detail}
+
+    rows = [row(0, True, "stop", "match"), row(1, False, "length", "truncated"), row(2, False, "stop", "hedged")]
+    out = aggregate(rows, 1, "accuracy")
+    assert out["truncated"] == 1
+    assert out["details"] == {"hedged": 1, "match": 1, "truncated": 1}
+
+
+def test_curate_verify_grades_like_eval():
+    from distill.curate.config import VerifyConfig
+    from distill.curate.verify import CORRECT, INCORRECT, verify_batch
+
+    batch = {
+        "_answer": ["The answer is 20.\n\nWait, 16 - 7 = 9 and 9 x 2 = 18.\n\n**$18**", "It is $18 or $20.",
+                    "#### 18", "I first thought B, but I'll go with A.", "Answer: c"],
+        "reference": ["18", "18", "#### 18", "A", "(C)"],
+        "finish_reason": ["stop", "stop", "length", "stop", "stop"],
+    }
+    assert verify_batch(batch, VerifyConfig()) == [CORRECT, INCORRECT, INCORRECT, CORRECT, CORRECT]
