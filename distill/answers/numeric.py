@@ -8,9 +8,9 @@ later of the last bold number and the last concluding sentence ("So ...", "There
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from distill.answers.markers import check_start, clause_at, drop_parenthetical, retracted_after
+from distill.answers.markers import (NOTHING, Reading, boxed_content, check_start, clause_at, drop_parenthetical,
+                                     retracted_after)
 from distill.answers.numbers import Num, find_numbers, format_number
 
 _HASHES = re.compile(r"(?<!#)####(?!#)[ \t]*")
@@ -29,18 +29,6 @@ _OP_GAP = re.compile(r"\s*(?:[A-Za-z]+\s*){0,2}(?:[-+*/×÷x]|\\times|\\cdot|\\d
 _EQ_GAP = re.compile(r"\s*\)?\s*(?:[A-Za-z]+\s*){0,3}(?:=|≈|\\approx|\bequals\b|\bgives\b|\bmakes\b|\byields\b)"
                      r"\s*(?:\\text\{[^}]*\}\s*)?")
 _OR_GAP = re.compile(r"\s*(?P<unit>[A-Za-z]+)?\s*,?\s*(?:or|/)\s+(?:maybe\s+|perhaps\s+|possibly\s+)?")
-
-
-@dataclass(frozen=True)
-class Reading:
-    """What a reply committed to: the answer text (None: nothing committed), its value, and whether it hedged."""
-
-    extracted: str | None
-    value: object = None
-    hedged: bool = False
-
-
-NOTHING = Reading(None)
 
 
 def _unit(c: str, n: Num) -> str | None:
@@ -79,14 +67,6 @@ def value_in_clause(clause: str, *, words: bool = True) -> Reading:
     return Reading(format_number(result.value), result.value)
 
 
-def _boxed_content(text: str, start: int) -> str:
-    depth, i = 1, start
-    while i < len(text) and depth:
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        i += 1
-    return text[start:i - 1] if depth == 0 else text[start:]
-
-
 def _unless_otherwise(reading: Reading, text: str, end: int) -> Reading:
     """"If so, the answer is 40; otherwise 60": an answer offered on a condition, with another one, is a hedge."""
     rest = text[end:].split("\n", 1)[0]
@@ -111,7 +91,7 @@ def _strong(text: str) -> list[tuple[int, int, Reading]]:
         out.append((m.start(), start + len(clause), _unless_otherwise(value_in_clause(clause), text,
                                                                       start + len(clause))))
     for m in _BOXED.finditer(text):
-        content = _boxed_content(text, m.end())
+        content = boxed_content(text, m.end())
         out.append((m.start(), m.end() + len(content), value_in_clause(content)))
     return sorted((c for c in out if c[2].extracted is not None), key=lambda c: c[0])
 
