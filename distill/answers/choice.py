@@ -13,7 +13,7 @@ import re
 
 from distill.answers.markers import NOTHING, Reading, retracted_after
 
-_OPEN = r"(?:\\boxed\{\s*|\\text(?:bf)?\{\s*|\*\*|\\\(|\$)*\s*[(\[]?\s*(?:\*\*)?"
+_OPEN = r"(?:\\boxed\{\s*|\\text(?:bf)?\{\s*|\*\*|\\\(|\$){0,3}\s*[(\[]?\s*(?:\*\*)?"
 _VERB = r"\s+(?:is|would\s+be|should\s+be|must\s+be|remains)"
 _PHRASES = (
     r"(?:\b(?:final\s+answer|correct\s+(?:answer|option|choice|response)|best\s+(?:answer|option|choice)|"

@@ -42,10 +42,11 @@ CHECK = re.compile(
 )
 
 
-def clause_at(text: str, pos: int, *, lines: int = 2) -> tuple[int, str]:
+def clause_at(text: str, pos: int, *, lines: int = 2, limit: int = 400) -> tuple[int, str]:
     """The clause starting at `pos` (after up to `lines` blank/markup-only lines): up to the sentence's end.
 
-    Returns (start offset, clause text). A decimal point ("7.5") does not end a sentence.
+    Returns (start offset, clause text). A decimal point ("7.5") does not end a sentence; a clause stops after
+    `limit` characters (an answer is stated in far fewer; this bounds the work on a pathological reply).
     """
     i = pos
     for _ in range(lines + 1):
@@ -53,8 +54,8 @@ def clause_at(text: str, pos: int, *, lines: int = 2) -> tuple[int, str]:
         if not m:
             break
         i += m.end()
-    j = i
-    while j < len(text):
+    j, stop = i, min(len(text), i + limit)
+    while j < stop:
         c = text[j]
         if c == "\n":
             break
@@ -66,13 +67,18 @@ def clause_at(text: str, pos: int, *, lines: int = 2) -> tuple[int, str]:
 
 
 def drop_parenthetical(clause: str) -> str:
-    """`540 m (9 x 60 m)` -> `540 m          `: breakdowns in parentheses are not the answer (offsets kept)."""
-    out = clause
-    while True:
-        new = re.sub(r"(?<!\\left)\((?![A-Ja-j]\))[^()]*\)", lambda m: " " * len(m.group(0)), out)
-        if new == out:
-            return out
-        out = new
+    """`540 m (9 x 60 m)` -> `540 m          `: breakdowns in parentheses are not the answer (offsets kept).
+
+    Closed groups only, nested ones whole; `\\left(` (LaTeX) and a lone option letter `(B)` stay."""
+    chars, opens = list(clause), []
+    for i, c in enumerate(clause):
+        if c == "(" and not clause.endswith("\\left", 0, i) and not re.match(r"\([A-Ja-j]\)", clause[i:i + 3]):
+            opens.append(i)
+        elif c == ")" and opens:
+            start = opens.pop()
+            if not opens:
+                chars[start:i + 1] = " " * (i + 1 - start)
+    return "".join(chars)
 
 
 def retracted_after(text: str, pos: int) -> re.Match[str] | None:
@@ -86,10 +92,23 @@ def check_start(text: str) -> int | None:
     return m.start() if m else None
 
 
+MAX_MARKERS = 100  # a reply with more empty markers than this after its answer is a degenerate loop
+
+
+def last_reading(marks: list[tuple[int, object]], read) -> tuple[int, Reading] | None:
+    """The (end, reading) of the last mark (start, payload) whose `read(payload)` commits to something. Read
+    from the end, so a degenerate reply repeating "The answer is" thousands of times costs a few readings."""
+    for _, payload in sorted(marks, key=lambda c: c[0], reverse=True)[:MAX_MARKERS]:
+        end, reading = read(payload)
+        if reading.extracted is not None:
+            return end, reading
+    return None
+
+
 def boxed_content(text: str, start: int) -> str:
     """The text inside `\\boxed{` from `start` (just past the brace) to its balanced closing brace."""
-    depth, i = 1, start
-    while i < len(text) and depth:
+    depth, i, stop = 1, start, min(len(text), start + 400)  # an answer is short; bound the work on garbage
+    while i < stop and depth:
         depth += {"{": 1, "}": -1}.get(text[i], 0)
         i += 1
-    return text[start:i - 1] if depth == 0 else text[start:]
+    return text[start:i - 1] if depth == 0 else text[start:stop]

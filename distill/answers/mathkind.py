@@ -10,27 +10,28 @@ from __future__ import annotations
 import re
 import threading
 
-from distill.answers.markers import NOTHING, Reading, boxed_content, clause_at, retracted_after
+from distill.answers.markers import NOTHING, Reading, boxed_content, clause_at, last_reading, retracted_after
 from distill.answers.numbers import parse_number
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ANSWER = re.compile(r"\bfinal\s+answer\b(?:\s*\*\*)?(?:\s*(?:is\b|:|=))?(?:\s*\*\*)?"
                      r"|\banswer\s*(?:\*\*\s*)?(?:is\b|:|=)(?:\s*\*\*)?", re.IGNORECASE)
+_MAX_SPAN = 200  # longer "answers" are prose or a degenerate loop, and cost math-verify seconds to parse
 _MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\$([^$\n]+)\$|\\\((.+?)\\\)", re.DOTALL)
 
 
-def _strong(text: str) -> list[tuple[int, int, Reading]]:
-    out = []
-    for m in _BOXED.finditer(text):
+def _read_marker(text: str, m: re.Match[str]) -> tuple[int, Reading]:
+    """(end, reading) of one `\\boxed{` or answer phrase; a span longer than _MAX_SPAN is not an answer."""
+    if m.group(0).startswith("\\"):
         content = boxed_content(text, m.end()).strip()
-        if content:
-            out.append((m.start(), m.end() + len(content), Reading(content)))
-    for m in _ANSWER.finditer(text):
-        start, clause = clause_at(text, m.end())
-        span = clause.strip().rstrip(".").strip()
-        if span and not _BOXED.search(span):  # a boxed answer in the clause is read as boxed
-            out.append((m.start(), start + len(clause), Reading(_unwrap(span))))
-    return sorted(out, key=lambda c: c[0])
+        ok = content and len(content) <= _MAX_SPAN and "\\boxed" not in content
+        return m.end() + len(content), Reading(content) if ok else NOTHING
+    start, clause = clause_at(text, m.end())
+    span = clause.strip().rstrip(".").strip()
+    # a boxed answer in the clause is read as boxed; a clause of plain words ("The answer is") is not math
+    ok = (span and len(span) <= _MAX_SPAN and not _BOXED.search(span)
+          and (len(span) <= 8 or re.search(r"[\d\\^_=+\-*/(){}\[\]<>|$]", span)))
+    return start + len(clause), Reading(_unwrap(span)) if ok else NOTHING
 
 
 def _unwrap(span: str) -> str:
@@ -43,15 +44,17 @@ def _unwrap(span: str) -> str:
 
 def read_math(text: str, _depth: int = 0) -> Reading:
     """The reply's committed math answer as LaTeX text; `text` has reasoning already stripped."""
-    strong = _strong(text)
+    strong = last_reading([(m.start(), m) for rx in (_BOXED, _ANSWER) for m in rx.finditer(text)],
+                          lambda m: _read_marker(text, m))
     if strong:
-        _, end, reading = strong[-1]
+        end, reading = strong
     else:
         paras = [p for p in re.split(r"\n\s*\n", text) if p.strip()]
         spans = list(_MATH_SPAN.finditer(paras[-1])) if paras else []
-        if not spans:
+        last = next(g for g in spans[-1].groups() if g is not None).strip() if spans else ""
+        if not last or len(last) > _MAX_SPAN:
             return NOTHING
-        end, reading = len(text), Reading(next(g for g in spans[-1].groups() if g is not None).strip())
+        end, reading = len(text), Reading(last)
     again = retracted_after(text, end)
     if again is None or _depth > 4:
         return reading

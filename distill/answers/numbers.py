@@ -63,6 +63,8 @@ def _digits(s: str) -> str:
 
 
 def _value(m: re.Match[str]) -> Fraction | None:
+    if len(m.group(0)) > 60:
+        return None  # a digit run that long is not an answer (and would be slow to read exactly)
     g = m.groupdict()
     if g["mixw"] is not None:
         if int(g["mixd"]) == 0 or int(g["mixn"]) >= int(g["mixd"]):
@@ -81,6 +83,8 @@ def _value(m: re.Match[str]) -> Fraction | None:
     else:
         v = Fraction("0" + g["bare"])
     if g["e"]:
+        if abs(int(g["e"][1:])) > 30:
+            return None
         v *= Fraction(10) ** int(g["e"][1:])
     elif g["pow"] is not None:
         if abs(int(g["pow"])) > 30:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from distill.answers.markers import (NOTHING, Reading, boxed_content, check_start, clause_at, drop_parenthetical,
-                                     retracted_after)
+                                     last_reading, retracted_after)
 from distill.answers.numbers import Num, find_numbers, format_number
 
 _HASHES = re.compile(r"(?<!#)####(?!#)[ \t]*")
@@ -25,8 +25,8 @@ _BOLD = re.compile(r"\*\*([^*\n]{1,120}?)\*\*")
 _LABEL = re.compile(r"^\s*(?:step|part|case|method|approach|option|day|week|question|problem)\b|:\s*$", re.I)
 _CUE = re.compile(r"\b(?:so|therefore|thus|hence|in total|altogether|in all|overall|in conclusion|"
                   r"this means|which means|that means|the total|total of|a total)\b", re.IGNORECASE)
-_OP_GAP = re.compile(r"\s*(?:[A-Za-z]+\s*){0,2}(?:[-+*/×÷x]|\\times|\\cdot|\\div)\s*(?:\()?\s*")
-_EQ_GAP = re.compile(r"\s*\)?\s*(?:[A-Za-z]+\s*){0,3}(?:=|≈|\\approx|\bequals\b|\bgives\b|\bmakes\b|\byields\b)"
+_OP_GAP = re.compile(r"\s*(?:[A-Za-z]+\s+){0,2}(?:[-+*/×÷x]|\\times|\\cdot|\\div)\s*(?:\()?\s*")
+_EQ_GAP = re.compile(r"\s*\)?\s*(?:[A-Za-z]+\s+){0,3}(?:=|≈|\\approx|\bequals\b|\bgives\b|\bmakes\b|\byields\b)"
                      r"\s*(?:\\text\{[^}]*\}\s*)?")
 _OR_GAP = re.compile(r"\s*(?P<unit>[A-Za-z]+)?\s*,?\s*(?:or|/)\s+(?:maybe\s+|perhaps\s+|possibly\s+)?")
 
@@ -51,6 +51,8 @@ def value_in_clause(clause: str, *, words: bool = True) -> Reading:
     k, result, had_op = 0, nums[0], False
     while k + 1 < len(nums):
         gap = c[nums[k].end:nums[k + 1].start]
+        if len(gap) > 40:
+            break  # a chain's steps sit close together; a long gap is prose
         if had_op and _EQ_GAP.fullmatch(gap) or re.fullmatch(r"\s*(?:=|≈|\\approx)\s*", gap):
             result = nums[k + 1]
         elif _OP_GAP.fullmatch(gap):
@@ -78,28 +80,31 @@ def _unless_otherwise(reading: Reading, text: str, end: int) -> Reading:
     return reading
 
 
-def _strong(text: str) -> list[tuple[int, int, Reading]]:
-    """(start, end, reading) of every explicit final-answer marker that states a value."""
-    out: list[tuple[int, int, Reading]] = []
-    for m in _HASHES.finditer(text):
-        start, clause = clause_at(text, m.end(), lines=0)
-        if _HEADING.match(text, m.end()):
-            continue  # "#### 1. Eggs laid" / "#### Step 2" is a markdown heading, not an answer
-        out.append((m.start(), start + len(clause), value_in_clause(clause)))
-    for m in _ANSWER.finditer(text):
-        start, clause = clause_at(text, m.end())
-        out.append((m.start(), start + len(clause), _unless_otherwise(value_in_clause(clause), text,
-                                                                      start + len(clause))))
-    for m in _BOXED.finditer(text):
+def _read_marker(text: str, kind: str, m: re.Match[str]) -> tuple[int, Reading]:
+    """(end, reading) of one marker: `####`, an answer phrase, or `\\boxed{`."""
+    if kind == "boxed":
         content = boxed_content(text, m.end())
-        out.append((m.start(), m.end() + len(content), value_in_clause(content)))
-    return sorted((c for c in out if c[2].extracted is not None), key=lambda c: c[0])
+        return m.end() + len(content), value_in_clause(content)
+    start, clause = clause_at(text, m.end(), lines=0 if kind == "hashes" else 2)
+    end = start + len(clause)
+    if kind == "hashes":
+        if _HEADING.match(text, m.end()):
+            return end, NOTHING  # "#### 1. Eggs laid" / "#### Step 2" is a markdown heading, not an answer
+        return end, value_in_clause(clause)
+    return end, _unless_otherwise(value_in_clause(clause), text, end)
+
+
+def _last_strong(text: str) -> tuple[int, Reading] | None:
+    """(end, reading) of the last explicit final-answer marker that states a value, or None."""
+    marks = [(m.start(), (kind, m)) for kind, rx in (("hashes", _HASHES), ("phrase", _ANSWER), ("boxed", _BOXED))
+             for m in rx.finditer(text)]
+    return last_reading(marks, lambda p: _read_marker(text, *p))
 
 
 def _sentences(text: str) -> list[tuple[int, str]]:
     out, pos = [], 0
     while pos < len(text):
-        start, s = clause_at(text, pos, lines=0)
+        start, s = clause_at(text, pos, lines=0, limit=len(text))
         if s.strip():
             out.append((start, s))
         pos = max(start + len(s) + 1, pos + 1)
@@ -153,9 +158,9 @@ def _weak(text: str) -> tuple[int, Reading]:
 
 def read_number(text: str, _depth: int = 0) -> Reading:
     """The reply's committed number (see the module doc); `text` has reasoning already stripped."""
-    strong = _strong(text)
+    strong = _last_strong(text)
     if strong:
-        _, end, reading = strong[-1]
+        end, reading = strong
     else:
         end, reading = _weak(text)
         if reading.extracted is None:
