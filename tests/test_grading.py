@@ -140,12 +140,20 @@ def test_a_so_sentence_in_the_working_is_not_the_conclusion():
     ("7.0", "7"), (".5", "0.5"), ("1/2", "0.5"), ("half", "0.5"), ("1 1/2", "1.5"), ("eighteen", "18"),
     ("none", "0"), ("twenty-five", "25"), ("\u22125", "-5"), ("\u20135", "-5"), ("5 degrees below zero", "-5"),
     ("1e6", "1000000"), ("10^6", "1000000"), ("1 million", "1000000"), ("$1.45 million", "1450000"),
-    ("\\frac{3}{4}", "0.75"),
+    ("\\frac{3}{4}", "0.75"), ("$1.5k", "1500"),
 ])
 def test_number_forms(written, value):
     _check(f"Final answer: {written}", value, "number", True, "match")
     wrong = str(float(value) + 1)
     _check(f"Final answer: {written}", wrong, "number", False, "mismatch")
+
+
+def test_restatements_and_asides_after_an_unmarked_answer():
+    _check("P(blue) = 18/40.\n\nThe probability is 0.45, or 45%.", "0.45", "number", True)
+    reply = "Per person: $108 / 4 = $27\n\nEach friend pays $27. Without the tip it would have been $22.50."
+    _check(reply, "27", "number", True)
+    _check(reply, "22.5", "number", False)
+    _check("He runs 5km a day.", "5", "number", True)  # "k" of a unit is not a thousand
 
 
 def test_range_is_not_a_negative_number():

@@ -26,7 +26,7 @@ _NUMBER = re.compile(
     rf"|(?P<int>{_INT})(?P<dec>\.\d+)?|(?P<bare>\.\d+)"                # 1,234.5 / .5
     r")"
     r"(?:(?P<e>[eE][-+]?\d+)(?![\w])|\s?(?:\^|\*\*)\s?\{?(?P<pow>-?\d+)\}?)?"  # 1e6, 10^6, 10^{6}
-    r"(?:\s(?P<scale>thousand|million|billion|trillion)\b)?"
+    r"(?:\s(?P<scale>thousand|million|billion|trillion)\b|(?P<k>[kK])(?![A-Za-z]))?"
     r"(?P<pct>\s?(?:\\?%|percent\b))?"
     r"(?P<below>\s?(?:°\s?[CF]?\s?|degrees?\s+(?:[CF]\s+|celsius\s+|fahrenheit\s+)?)?below\s+zero)?",
     re.IGNORECASE,
@@ -92,6 +92,8 @@ def _value(m: re.Match[str]) -> Fraction | None:
         v = v ** int(g["pow"])
     if g["scale"]:
         v *= _SCALE_WORDS[g["scale"].lower()]
+    elif g["k"]:
+        v *= 1000  # "$1.5k"
     if g["sign"] or g["below"]:
         v = -v
     return v

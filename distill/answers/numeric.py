@@ -28,6 +28,8 @@ _CUE = re.compile(r"\b(?:so|therefore|thus|hence|in total|altogether|in all|over
 _OP_GAP = re.compile(r"\s*(?:[A-Za-z]+\s+){0,2}(?:[-+*/×÷x]|\\times|\\cdot|\\div)\s*(?:\()?\s*")
 _EQ_GAP = re.compile(r"\s*\)?\s*(?:[A-Za-z]+\s+){0,3}(?:=|≈|\\approx|\bequals\b|\bgives\b|\bmakes\b|\byields\b)"
                      r"\s*(?:\\text\{[^}]*\}\s*)?")
+_ASIDE = re.compile(r"\b(?:would|could|might)\s+(?:have\s+)?(?:been|be|cost|take|get)\b|\bif\s+(?:it|he|she|they|we|you)\s+had\b",
+                    re.IGNORECASE)
 _OR_GAP = re.compile(r"\s*(?P<unit>[A-Za-z]+)?\s*,?\s*(?:or|/)\s+(?:maybe\s+|perhaps\s+|possibly\s+)?")
 
 
@@ -37,6 +39,12 @@ def _unit(c: str, n: Num) -> str | None:
     m = re.match(r"\s*([A-Za-z]+)", c[n.end:])
     word = m.group(1).lower().rstrip("s") if m else None
     return None if word in (None, "or", "and", "per", "each", "a", "in") else word
+
+
+def _same_amount(a: Num, b: Num) -> bool:
+    """One amount written twice: equal values, or a share and its percentage ("0.45, or 45%")."""
+    pct_a, pct_b = a.text.rstrip().endswith(("%", "percent")), b.text.rstrip().endswith(("%", "percent"))
+    return a.value == b.value or (pct_b and b.value == a.value * 100) or (pct_a and a.value == b.value * 100)
 
 
 def value_in_clause(clause: str, *, words: bool = True) -> Reading:
@@ -60,7 +68,7 @@ def value_in_clause(clause: str, *, words: bool = True) -> Reading:
         else:
             break
         k += 1
-    if k + 1 < len(nums) and nums[k + 1].value != result.value:
+    if k + 1 < len(nums) and not _same_amount(result, nums[k + 1]):
         m = _OR_GAP.fullmatch(c[nums[k].end:nums[k + 1].start])
         if m:
             u1, u2 = _unit(c, result), _unit(c, nums[k + 1])
@@ -144,15 +152,20 @@ def _weak(text: str) -> tuple[int, Reading]:
             break
     if best[1].extracted is not None:
         return best
-    for start, s in reversed(sentences):
+    for i, (start, s) in enumerate(reversed(sentences)):
         nums = find_numbers(drop_parenthetical(s))
+        if nums and i + 1 < len(sentences) and _ASIDE.search(s):
+            continue  # "Without the tip it would have been $22.50." follows the answer; it is not one
         if nums:
             whole = value_in_clause(s, words=False)
             if whole.hedged:
                 return start, whole
             if re.search(r"=|≈|\\approx", drop_parenthetical(s)):
                 return start, _result_of(s, 0)
-            return start, Reading(format_number(nums[-1].value), nums[-1].value)
+            last = nums[-1]
+            while len(nums) > 1 and _same_amount(nums[-2], last):  # "0.45, or 45%": the amount, restated
+                nums, last = nums[:-1], nums[-2]
+            return start, Reading(format_number(last.value), last.value)
     return -1, NOTHING
 
 
