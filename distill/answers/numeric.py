@@ -28,8 +28,8 @@ _CUE = re.compile(r"\b(?:so|therefore|thus|hence|in total|altogether|in all|over
 _OP_GAP = re.compile(r"\s*(?:[A-Za-z]+\s+){0,2}(?:[-+*/×÷x]|\\times|\\cdot|\\div)\s*(?:\()?\s*")
 _EQ_GAP = re.compile(r"\s*\)?\s*(?:[A-Za-z]+\s+){0,3}(?:=|≈|\\approx|\bequals\b|\bgives\b|\bmakes\b|\byields\b)"
                      r"\s*(?:\\text\{[^}]*\}\s*)?")
-_ASIDE = re.compile(r"\b(?:would|could|might)\s+(?:have\s+)?(?:been|be|cost|take|get)\b|\bif\s+(?:it|he|she|they|we|you)\s+had\b",
-                    re.IGNORECASE)
+_ASIDE = re.compile(r"\b(?:would|could|might)\s+(?:have\s+)?(?:been|be|cost|take|get)\b"
+                    r"|\bif\s+(?:it|he|she|they|we|you)\s+had\b", re.IGNORECASE)
 _OR_GAP = re.compile(r"\s*(?P<unit>[A-Za-z]+)?\s*,?\s*(?:or|/)\s+(?:maybe\s+|perhaps\s+|possibly\s+)?")
 
 
