@@ -22,3 +22,10 @@ def strip_reasoning(text: str | None) -> str:
         out = _THINK_CLOSE_ONLY.sub("", out)
     out = _THINK_OPEN.sub("", out)
     return out.strip()
+
+
+def has_unclosed_think(text: str | None) -> bool:
+    """True when a `<think>` block opens and never closes: the model was still reasoning, so it never answered."""
+    if not text:
+        return False
+    return bool(re.search(r"<think(?:ing)?>", _THINK.sub("", text), re.IGNORECASE))
