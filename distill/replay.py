@@ -160,7 +160,8 @@ def replay_lines(result: dict[str, Any]) -> list[str]:
                 lines.append(f"replay {b}: all {p['items']} prompts match the manifest")
     for name, v in result["models"].items():
         if v["system_prompt_differs"]:
-            lines.append(f"replay {name}: its system prompt differs from the recorded one, so every prompt sent differs")
+            lines.append(f"replay {name}: its system prompt differs from the recorded one, so every prompt sent "
+                         "differs")
         for b, s in v["benchmarks"].items():
             rec = "—" if s["recorded"] is None else f"{100 * s['recorded']:.1f}%"
             new = "—" if s["replayed"] is None else f"{100 * s['replayed']:.1f}%"
