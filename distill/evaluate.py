@@ -236,7 +236,7 @@ def _score_all(lb: LoadedBenchmark, results: dict[tuple[str, int], list[dict[str
             row["error"] = errors.get((lb.cfg.name, i), "no answer (run stopped before this item)")
             return row
         # scored on the answer alone: a trace in a field is already apart, an inline <think> block is cut here
-        s = lb.bench.score(item, strip_reasoning(rec["completion"]))
+        s = lb.bench.score(item, strip_reasoning(rec["completion"]), finish_reason=rec.get("finish_reason"))
         row.update(extracted=s.extracted, correct=bool(s.correct), detail=s.detail)
         return row
 
@@ -255,6 +255,7 @@ def aggregate(rows: list[dict[str, Any]], n_samples: int, metric: str) -> dict[s
         "metric": metric, "score": score, "stderr": se, "items": len(by_item), "samples": len(rows),
         "correct": sum(r["correct"] for r in rows),
         "failed": sum(r["error"] is not None for r in rows),
+        "truncated": sum(r.get("finish_reason") == "length" for r in rows),  # cut off by max_tokens: graded wrong
         "prompt_tokens": sum(r["prompt_tokens"] for r in rows),
         "completion_tokens": sum(r["completion_tokens"] for r in rows),
         "mean_completion_tokens": (sum(r["completion_tokens"] for r in rows) / len(rows)) if rows else None,

@@ -11,22 +11,24 @@ from __future__ import annotations
 
 import re
 
-from distill.answers.markers import retracted_after
-from distill.answers.numeric import NOTHING, Reading
+from distill.answers.markers import NOTHING, Reading, retracted_after
 
-_OPEN = r"(?:\\boxed\{\s*(?:\\text(?:bf)?\{)?|\*\*|\\\(|\$)*\s*[(\[]?\s*(?:\*\*)?"
+_OPEN = r"(?:\\boxed\{\s*|\\text(?:bf)?\{\s*|\*\*|\\\(|\$)*\s*[(\[]?\s*(?:\*\*)?"
+_VERB = r"\s+(?:is|would\s+be|should\s+be|must\s+be|remains)"
 _PHRASES = (
-    r"\b(?:final\s+answer|answer|correct\s+(?:answer|option|choice|response)|best\s+(?:answer|option|choice)|"
-    r"right\s+(?:answer|option|choice))\b(?:\s*\*\*)?(?:\s+(?:is|would\s+be|should\s+be|must\s+be|remains))?"
+    r"(?:\b(?:final\s+answer|correct\s+(?:answer|option|choice|response)|best\s+(?:answer|option|choice)|"
+    rf"right\s+(?:answer|option|choice))\b(?:\s*\*\*)?(?:\s+here)?(?:{_VERB})?"
+    rf"|\banswer\b(?:\s*\*\*)?(?:\s+here)?(?:{_VERB}|\s*[:=]))"
     r"(?:\s+therefore|\s+then|\s+clearly)?\s*[:=]?(?:\s*\*\*)?\s*(?:option|choice)?\s*"
-    r"|\b(?:go(?:ing)?\s+with|choose|chose|pick|select|opt\s+for|settle\s+on|answer\s+with)\s+(?:option\s+|choice\s+|answer\s+)?"
+    r"|\b(?:go(?:ing)?\s+with|choose|chose|pick|select|opt\s+for|settle\s+on|answer\s+with)\s+"
+    r"(?:option\s+|choice\s+|answer\s+)?"
     r"|\\boxed\{\s*"
 )
 
 
 def _patterns(letters: str) -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
     L = "".join(sorted(set(letters.upper() + letters.lower())))
-    phrase = re.compile(rf"(?:{_PHRASES}){_OPEN}(?P<l>[{re.escape(L)}])(?![A-Za-z0-9])(?P<after>[^\n]{{0,24}})",
+    phrase = re.compile(rf"(?:{_PHRASES}){_OPEN}(?P<l>[{re.escape(L)}])(?![A-Za-z0-9])(?=(?P<after>[^\n]{{0,24}}))",
                         re.IGNORECASE)
     is_right = re.compile(
         rf"(?:option\s+|choice\s+)?(?:\*\*)?[(\[]?(?P<l>[{re.escape(letters.upper())}])[)\].]?(?:\*\*)?"
@@ -43,8 +45,8 @@ def _ok_letter(letter: str, after: str) -> bool:
 
 
 def _hedge(letter: str, after: str, letters: str) -> bool:
-    m = re.match(rf"[)\]*.]*\s*(?:\*\*)?\s*(?:,\s*)?(?:or|and|/)\s+(?:option\s+)?[(\[]?(?:\*\*)?([{letters}])(?![A-Za-z])",
-                 after, re.IGNORECASE)
+    m = re.match(rf"[)\]*.]*\s*(?:\*\*)?\s*(?:,\s*)?(?:or|and|/)\s+(?:option\s+)?[(\[]?(?:\*\*)?"
+                 rf"([{letters}])(?![A-Za-z])", after, re.IGNORECASE)
     return bool(m and m.group(1).upper() != letter.upper())
 
 
@@ -57,8 +59,8 @@ def _strong(text: str, letters: str) -> list[tuple[int, int, Reading]]:
             out.append((m.start(), m.end("l"), Reading(m.group("l").upper(), hedged=hedged)))
     for m in is_right.finditer(text):
         out.append((m.start(), m.end(), Reading(m.group("l").upper())))
-    for m in re.finditer(rf"\beither\s+(?:option\s+)?[(\[]?([{letters}])[)\]]?\s+or\s+(?:option\s+)?[(\[]?([{letters}])\b",
-                         text, re.IGNORECASE):
+    either = rf"\beither\s+(?:option\s+)?[(\[]?([{letters}])[)\]]?\s+or\s+(?:option\s+)?[(\[]?([{letters}])\b"
+    for m in re.finditer(either, text, re.IGNORECASE):
         if m.group(1).upper() != m.group(2).upper():
             out.append((m.start(), m.end(), Reading(m.group(2).upper(), hedged=True)))
     return sorted(out, key=lambda c: c[0])

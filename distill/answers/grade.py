@@ -10,10 +10,10 @@ import re
 from dataclasses import dataclass
 
 from distill.answers.choice import read_choice
-from distill.answers.markers import REFUSAL
+from distill.answers.markers import REFUSAL, Reading
 from distill.answers.mathkind import math_equal, read_math
 from distill.answers.numbers import find_numbers, parse_number
-from distill.answers.numeric import Reading, read_number
+from distill.answers.numeric import read_number
 from distill.answers.reasoning import has_unclosed_think, strip_reasoning
 from distill.errors import InputError
 

@@ -5,6 +5,20 @@ answer, what is a hedge, a refusal, a check section. docs/grading.md states thes
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a reply committed to: the answer text (None: nothing committed), its value, and whether it hedged."""
+
+    extracted: str | None
+    value: object = None
+    hedged: bool = False
+
+
+NOTHING = Reading(None)
+
 
 # Words that take back what came before ("Wait, I misread...", "Actually, ..."): an answer before them is not
 # committed unless it is stated again after them.
@@ -70,3 +84,12 @@ def check_start(text: str) -> int | None:
     """Offset of the first check section ("Check: ...", "**Verification**"), or None."""
     m = CHECK.search(text)
     return m.start() if m else None
+
+
+def boxed_content(text: str, start: int) -> str:
+    """The text inside `\\boxed{` from `start` (just past the brace) to its balanced closing brace."""
+    depth, i = 1, start
+    while i < len(text) and depth:
+        depth += {"{": 1, "}": -1}.get(text[i], 0)
+        i += 1
+    return text[start:i - 1] if depth == 0 else text[start:]

@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 import threading
 
-from distill.answers.markers import clause_at, retracted_after
+from distill.answers.markers import NOTHING, Reading, boxed_content, clause_at, retracted_after
 from distill.answers.numbers import parse_number
-from distill.answers.numeric import NOTHING, Reading, _boxed_content
 
 _BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _ANSWER = re.compile(r"\bfinal\s+answer\b(?:\s*\*\*)?(?:\s*(?:is\b|:|=))?(?:\s*\*\*)?"
@@ -23,7 +22,7 @@ _MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\\\[(.+?)\\\]|\$([^$\n]+)\$|\\\((.+?)\\\
 def _strong(text: str) -> list[tuple[int, int, Reading]]:
     out = []
     for m in _BOXED.finditer(text):
-        content = _boxed_content(text, m.end()).strip()
+        content = boxed_content(text, m.end()).strip()
         if content:
             out.append((m.start(), m.end() + len(content), Reading(content)))
     for m in _ANSWER.finditer(text):

@@ -133,6 +133,9 @@ def parse_number(text: str | None) -> Fraction | None:
     found = find_numbers(s, words=True)
     if len(found) != 1:
         return None
+    rest = s[:found[0].start] + " " + s[found[0].end:]
+    if not re.fullmatch(r"[\s$*]*(?:[A-Za-z]+\s*){0,2}", rest):
+        return None  # "[4, \\infty)" or "x = 4, y" is not one number
     return found[0].value
 
 

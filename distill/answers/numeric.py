@@ -8,9 +8,9 @@ later of the last bold number and the last concluding sentence ("So ...", "There
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-from distill.answers.markers import check_start, clause_at, drop_parenthetical, retracted_after
+from distill.answers.markers import (NOTHING, Reading, boxed_content, check_start, clause_at, drop_parenthetical,
+                                     retracted_after)
 from distill.answers.numbers import Num, find_numbers, format_number
 
 _HASHES = re.compile(r"(?<!#)####(?!#)[ \t]*")
@@ -29,18 +29,6 @@ _OP_GAP = re.compile(r"\s*(?:[A-Za-z]+\s*){0,2}(?:[-+*/×÷x]|\\times|\\cdot|\\d
 _EQ_GAP = re.compile(r"\s*\)?\s*(?:[A-Za-z]+\s*){0,3}(?:=|≈|\\approx|\bequals\b|\bgives\b|\bmakes\b|\byields\b)"
                      r"\s*(?:\\text\{[^}]*\}\s*)?")
 _OR_GAP = re.compile(r"\s*(?P<unit>[A-Za-z]+)?\s*,?\s*(?:or|/)\s+(?:maybe\s+|perhaps\s+|possibly\s+)?")
-
-
-@dataclass(frozen=True)
-class Reading:
-    """What a reply committed to: the answer text (None: nothing committed), its value, and whether it hedged."""
-
-    extracted: str | None
-    value: object = None
-    hedged: bool = False
-
-
-NOTHING = Reading(None)
 
 
 def _unit(c: str, n: Num) -> str | None:
@@ -79,12 +67,15 @@ def value_in_clause(clause: str, *, words: bool = True) -> Reading:
     return Reading(format_number(result.value), result.value)
 
 
-def _boxed_content(text: str, start: int) -> str:
-    depth, i = 1, start
-    while i < len(text) and depth:
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        i += 1
-    return text[start:i - 1] if depth == 0 else text[start:]
+def _unless_otherwise(reading: Reading, text: str, end: int) -> Reading:
+    """"If so, the answer is 40; otherwise 60": an answer offered on a condition, with another one, is a hedge."""
+    rest = text[end:].split("\n", 1)[0]
+    if reading.extracted is None or not re.match(r"[;,.]?\s*(?:otherwise|else|or else|if not)\b", rest, re.I):
+        return reading
+    other = find_numbers(rest)
+    if other and other[0].value != reading.value:
+        return Reading(reading.extracted, reading.value, hedged=True)
+    return reading
 
 
 def _strong(text: str) -> list[tuple[int, int, Reading]]:
@@ -92,14 +83,15 @@ def _strong(text: str) -> list[tuple[int, int, Reading]]:
     out: list[tuple[int, int, Reading]] = []
     for m in _HASHES.finditer(text):
         start, clause = clause_at(text, m.end(), lines=0)
-        if _HEADING.match(clause):
+        if _HEADING.match(text, m.end()):
             continue  # "#### 1. Eggs laid" / "#### Step 2" is a markdown heading, not an answer
         out.append((m.start(), start + len(clause), value_in_clause(clause)))
     for m in _ANSWER.finditer(text):
         start, clause = clause_at(text, m.end())
-        out.append((m.start(), start + len(clause), value_in_clause(clause)))
+        out.append((m.start(), start + len(clause), _unless_otherwise(value_in_clause(clause), text,
+                                                                      start + len(clause))))
     for m in _BOXED.finditer(text):
-        content = _boxed_content(text, m.end())
+        content = boxed_content(text, m.end())
         out.append((m.start(), m.end() + len(content), value_in_clause(content)))
     return sorted((c for c in out if c[2].extracted is not None), key=lambda c: c[0])
 
@@ -115,9 +107,9 @@ def _sentences(text: str) -> list[tuple[int, str]]:
 
 
 def _result_of(sentence: str, cue_end: int) -> Reading:
-    """A concluding sentence's value: the result after its last `=`, else its first number after the cue."""
+    """A concluding sentence's value: from its cue on, the result after the last `=`, else the first number."""
     c = drop_parenthetical(sentence)
-    eqs = [m.end() for m in re.finditer(r"=|≈|\\approx", c)]
+    eqs = [m.end() for m in re.finditer(r"=|≈|\\approx", c) if m.start() >= cue_end]
     if eqs:
         return value_in_clause(c[eqs[-1]:], words=False)
     return value_in_clause(c[cue_end:], words=False)
@@ -136,7 +128,10 @@ def _weak(text: str) -> tuple[int, Reading]:
             if r.extracted is not None:
                 best = (m.start(), r)
     sentences = _sentences(text)
+    last_para = max((m.end() for m in re.finditer(r"\n\s*\n", text.rstrip())), default=0)
     for start, s in reversed(sentences):
+        if start < last_para:
+            break  # a "so ..." in the working is not the conclusion
         cue = _CUE.search(s)
         if cue and find_numbers(s[cue.end():]):
             if start > best[0]:
@@ -148,10 +143,11 @@ def _weak(text: str) -> tuple[int, Reading]:
         nums = find_numbers(drop_parenthetical(s))
         if nums:
             whole = value_in_clause(s, words=False)
-            r = whole if whole.hedged else _result_of(s, len(s))
-            if r.extracted is None:
-                r = Reading(format_number(nums[-1].value), nums[-1].value)
-            return start, r
+            if whole.hedged:
+                return start, whole
+            if re.search(r"=|≈|\\approx", drop_parenthetical(s)):
+                return start, _result_of(s, 0)
+            return start, Reading(format_number(nums[-1].value), nums[-1].value)
     return -1, NOTHING
 
 

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from distill.benchmarks.base import Benchmark, Item, Score, stable_id
+from distill.benchmarks.base import Benchmark, Item, Score, graded, stable_id
 from distill.errors import InputError
 
 
@@ -78,13 +78,13 @@ class Agreement(Benchmark):
     def messages(self, item: Item, k_shot: int | None = None) -> list[dict[str, str]]:
         return [dict(m) for m in item.metadata["messages"]]
 
-    def score(self, item: Item, output: str) -> Score:
-        from distill.answers import numbers_match
-
+    def score(self, item: Item, output: str, finish_reason: str | None = None) -> Score:
         kind = item.metadata["answer_type"]
+        if kind in ("numeric", "choice"):  # the teacher's committed answer is the reference
+            return graded(output, item.reference, "number" if kind == "numeric" else "choice", finish_reason)
         pred = self._extract(output, kind)
-        if kind == "numeric":
-            return Score(pred, numbers_match(pred, item.reference))
+        if finish_reason == "length":
+            return Score(None, False, "truncated")
         return Score(pred, pred is not None and pred == item.reference)
 
     def describe(self) -> dict[str, Any]:

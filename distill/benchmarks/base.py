@@ -31,11 +31,21 @@ class Item:
 
 @dataclass
 class Score:
-    """How one output was judged: the answer read from it and whether it is right (`detail`: e.g. sandbox status)."""
+    """How one output was judged: the answer read from it and whether it is right (`detail`: the grade's reason,
+    e.g. "mismatch" or "truncated", or the sandbox status)."""
 
     extracted: str | None
     correct: bool
     detail: str | None = None
+
+
+def graded(output: str, reference: str, kind: str, finish_reason: str | None = None,
+           letters: str | None = None) -> Score:
+    """A Score from `distill.answers.grade`; `detail` is the grade's reason, so eval counts reasons per benchmark."""
+    from distill.answers import grade
+
+    g = grade(output, reference, kind, finish_reason=finish_reason, letters=letters)
+    return Score(g.extracted, g.correct, g.reason)
 
 
 def offline() -> bool:
@@ -181,7 +191,7 @@ class Benchmark:
     def messages(self, item: Item, k_shot: int | None = None) -> list[dict[str, str]]:
         raise NotImplementedError
 
-    def score(self, item: Item, output: str) -> Score:
+    def score(self, item: Item, output: str, finish_reason: str | None = None) -> Score:
         raise NotImplementedError
 
     def decontam_texts(self, items: list[Item]) -> list[str]:

@@ -13,8 +13,7 @@ import hashlib
 import random
 from typing import Any
 
-from distill.benchmarks.base import Benchmark, Item, Score, stable_id
-from distill.benchmarks.math import grade_reply
+from distill.benchmarks.base import Benchmark, Item, Score, graded, stable_id
 from distill.errors import InputError
 
 LETTERS = "ABCD"
@@ -71,7 +70,7 @@ class GPQADiamond(Benchmark):
                                             "answer as 'Answer: X', where X is one of A, B, C or D."}]
 
     def score(self, item: Item, output: str, finish_reason: str | None = None) -> Score:
-        return grade_reply(output, item.reference, "choice", finish_reason, letters=LETTERS)
+        return graded(output, item.reference, "choice", finish_reason, letters=LETTERS)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "option_seed": self.seed}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from distill.benchmarks.base import Benchmark, Item, Score, stable_id
+from distill.benchmarks.base import Benchmark, Item, Score, graded, stable_id
 from distill.errors import InputError
 
 COT_EXEMPLARS: list[tuple[str, str]] = [
@@ -87,8 +87,5 @@ class GSM8K(Benchmark):
         msgs.append({"role": "user", "content": question_turn(item.question)})
         return msgs
 
-    def score(self, item: Item, output: str) -> Score:
-        from distill.answers import extract_number, numbers_match
-
-        pred = extract_number(output)
-        return Score(pred, numbers_match(pred, item.reference))
+    def score(self, item: Item, output: str, finish_reason: str | None = None) -> Score:
+        return graded(output, item.reference, "number", finish_reason)

@@ -75,7 +75,7 @@ class HumanEval(Benchmark):
             raise InputError("humaneval is zero-shot; set k_shot: 0 (or leave it unset)")
         return [{"role": "user", "content": f"{INSTRUCTION}```python\n{item.question}```"}]
 
-    def score(self, item: Item, output: str) -> Score:
+    def score(self, item: Item, output: str, finish_reason: str | None = None) -> Score:
         from distill.answers import extract_code
         from distill.sandbox import run_code
 

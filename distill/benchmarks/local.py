@@ -10,7 +10,7 @@ from __future__ import annotations
 import string
 from typing import Any, Literal
 
-from distill.benchmarks.base import Benchmark, Item, Score, stable_id
+from distill.benchmarks.base import Benchmark, Item, Score, graded, stable_id
 from distill.benchmarks.mmlu import LETTERS, _answer_letter, _choices
 from distill.errors import InputError
 
@@ -95,14 +95,10 @@ class LocalBenchmark(Benchmark):
         msgs.append({"role": "user", "content": self._prompt(item)})
         return msgs
 
-    def score(self, item: Item, output: str) -> Score:
-        from distill.answers import extract_choice, extract_number, numbers_match
-
+    def score(self, item: Item, output: str, finish_reason: str | None = None) -> Score:
         if item.choices:
-            pred = extract_choice(output, LETTERS[: len(item.choices)])
-            return Score(pred, pred is not None and pred == item.reference)
-        pred = extract_number(output)
-        return Score(pred, numbers_match(pred, item.reference))
+            return graded(output, item.reference, "choice", finish_reason, letters=LETTERS[: len(item.choices)])
+        return graded(output, item.reference, "number", finish_reason)
 
     def describe(self) -> dict[str, Any]:
         scoring = ("generative: the option letter read from the reply (not log-likelihood)" if self.answer_type ==

@@ -11,19 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from distill.benchmarks.base import Benchmark, Item, Score, stable_id
+from distill.benchmarks.base import Benchmark, Item, Score, graded, stable_id
 from distill.errors import InputError
 
 INSTRUCTION = "Solve the following problem. Reason step by step, and put your final answer within \\boxed{}."
-
-
-def grade_reply(output: str, reference: str, kind: str, finish_reason: str | None,
-                letters: str | None = None) -> Score:
-    """The shared grader's verdict as a benchmark Score (its reason tag goes to `detail`, which summaries count)."""
-    from distill.answers import grade
-
-    g = grade(output, reference, kind, finish_reason=finish_reason, letters=letters)
-    return Score(g.extracted, g.correct, g.reason)
 
 
 class Math500(Benchmark):
@@ -54,7 +45,7 @@ class Math500(Benchmark):
         return [{"role": "user", "content": f"{INSTRUCTION}\n\n{item.question}"}]
 
     def score(self, item: Item, output: str, finish_reason: str | None = None) -> Score:
-        return grade_reply(output, item.reference, "math", finish_reason)
+        return graded(output, item.reference, "math", finish_reason)
 
 
 class AIME2024(Math500):

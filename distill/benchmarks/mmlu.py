@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distill.benchmarks.base import Benchmark, Item, Score, read_local_rows, stable_id
+from distill.benchmarks.base import Benchmark, Item, Score, graded, read_local_rows, stable_id
 from distill.errors import InputError
 
 LETTERS = "ABCDEFGHIJ"
@@ -151,12 +151,8 @@ class MMLU(Benchmark):
         msgs[0] = {"role": "user", "content": header + msgs[0]["content"]}
         return msgs
 
-    def score(self, item: Item, output: str) -> Score:
-        from distill.answers import extract_choice
-
-        letters = LETTERS[: len(item.choices or "ABCD")]
-        pred = extract_choice(output, letters)
-        return Score(pred, pred is not None and pred == item.reference)
+    def score(self, item: Item, output: str, finish_reason: str | None = None) -> Score:
+        return graded(output, item.reference, "choice", finish_reason, letters=LETTERS[: len(item.choices or "ABCD")])
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "fewshot_from": self.fewshot_origin}

@@ -2,7 +2,8 @@
 
 Which check applies to a record (kind "auto"): code when its metadata carries `tests` (run in the sandbox),
 multiple-choice when the reference is a single letter, numeric when the reference contains a number; otherwise
-the record is "unverifiable" (kept unless `drop_unverifiable`). The answer is read with reasoning stripped.
+the record is "unverifiable" (kept unless `drop_unverifiable`). Numeric and choice answers are judged by
+`distill.answers.grade`, the grader eval scores with (rules: docs/grading.md).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from distill.answers import extract_choice, extract_code, extract_number, numbers_match
+from distill.answers import extract_code, extract_number, grade
 from distill.curate.config import VerifyConfig
 from distill.sandbox import run_code
 
@@ -69,15 +70,16 @@ def verify_batch(batch: dict[str, list[Any]], cfg: VerifyConfig) -> list[str]:
     """Verification status of each record in a batch: correct | incorrect | unverifiable."""
     answers, refs = batch["_answer"], batch["reference"]
     metas = batch.get("metadata") or [None] * len(answers)
+    finish = batch.get("finish_reason") or [None] * len(answers)
     out: list[str] = [UNVERIFIABLE] * len(answers)
     code_jobs: list[tuple[int, str]] = []
     for i, (ans, ref, meta) in enumerate(zip(answers, refs, metas)):
         kind = kind_of(ref, meta, cfg)
-        if kind == "numeric":
-            out[i] = CORRECT if numbers_match(extract_number(ans), extract_number(str(ref))) else INCORRECT
-        elif kind == "choice":
-            want = re.sub(r"[^A-Za-z]", "", str(ref)).upper()
-            out[i] = CORRECT if extract_choice(ans, cfg.letters) == want else INCORRECT
+        if kind in ("numeric", "choice"):  # one grader for curate and eval (docs/grading.md)
+            num_ref = extract_number(str(ref)) if kind == "numeric" else str(ref)
+            g = grade(ans or "", num_ref or "", "number" if kind == "numeric" else "choice",
+                      finish_reason=finish[i], letters=cfg.letters if kind == "choice" else None)
+            out[i] = CORRECT if g.correct else INCORRECT
         elif kind == "code":
             tests, entry = _tests_of(meta)
             code_jobs.append((i, code_program(ans or "", tests or "", entry)))

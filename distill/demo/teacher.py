@@ -112,7 +112,7 @@ def greedy_accuracy(model: Any, tok: Any, probs: list[task.Problem], *, batch_si
     """Share of problems whose greedy completion ends with the right "The answer is N." (HF generate, local)."""
     import torch
 
-    from distill.answers import extract_number
+    from distill.answers import grade
 
     correct = 0
     tok.padding_side = "left"
@@ -125,7 +125,7 @@ def greedy_accuracy(model: Any, tok: Any, probs: list[task.Problem], *, batch_si
             out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
         texts = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        correct += sum(extract_number(t) == str(p.answer) for t, p in zip(texts, chunk))
+        correct += sum(grade(t, str(p.answer), "number").correct for t, p in zip(texts, chunk))
     tok.padding_side = "right"
     return correct / len(probs)
 
