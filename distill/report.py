@@ -101,7 +101,7 @@ def _item_scores(eval_dir: Path, model: str, b: str) -> dict[str, float] | None:
 
 def paired_stats(eval_dir: Path, roles: dict[str, str | None], benches: list[str]) -> dict[str, Any]:
     """Per benchmark: the paired bootstrap interval of teacher - student and of the gap recovered."""
-    from distill.stats import paired_gap, paired_recovered
+    from distill.stats import paired_comparison
 
     out: dict[str, Any] = {}
     if not (roles["teacher"] and roles["student"]):
@@ -116,8 +116,7 @@ def paired_stats(eval_dir: Path, roles: dict[str, str | None], benches: list[str
             continue
         ids_sorted = sorted(ids)
         vec = {r: [p[i] for i in ids_sorted] if p is not None else None for r, p in per.items()}
-        out[b] = {"items": len(ids_sorted), "gap": paired_gap(vec["teacher"], vec["student"]),
-                  "recovered": paired_recovered(vec["teacher"], vec["student"], vec["base"])}
+        out[b] = {"items": len(ids_sorted), **paired_comparison(vec["teacher"], vec["student"], vec["base"])}
     return out
 
 

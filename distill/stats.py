@@ -9,6 +9,7 @@ same eval results prints the same numbers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ def resampled_means(vectors: list[np.ndarray], resamples: int = RESAMPLES, seed:
     done = 0
     while done < resamples:
         k = min(chunk, resamples - done)
-        idx = rng.integers(0, n, size=(k, n))
+        idx = rng.integers(0, n, size=(k, n), dtype=np.int32 if n < 2**31 else np.int64)
         for acc, v in zip(out, vectors, strict=True):
             acc.append(v[idx].mean(axis=1))
         done += k
@@ -52,39 +53,40 @@ def _interval(values: np.ndarray, level: float) -> tuple[float | None, float | N
     return float(lo), float(hi)
 
 
-def paired_gap(teacher: Sequence[float], student: Sequence[float], *, resamples: int = RESAMPLES,
-               seed: int = SEED, level: float = LEVEL) -> dict[str, float | int | None]:
-    """Teacher minus student accuracy on the same items, with a paired bootstrap interval."""
-    t, s = _vectors(teacher, student)
-    mt, ms = resampled_means([t, s], resamples, seed)
-    lo, hi = _interval(mt - ms, level)
-    return {"estimate": float(t.mean() - s.mean()), "low": lo, "high": hi, "level": level,
-            "resamples": resamples, "seed": seed, "items": len(t)}
+def paired_comparison(teacher: Sequence[float], student: Sequence[float], base: Sequence[float] | None = None, *,
+                       resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL) -> dict[str, dict[str, Any]]:
+    """Teacher minus student, and the share of the teacher's score the student reached, on the same items, each
+    with a paired bootstrap interval over one shared set of resamples.
 
-
-def paired_recovered(teacher: Sequence[float], student: Sequence[float], base: Sequence[float] | None = None, *,
-                     resamples: int = RESAMPLES, seed: int = SEED, level: float = LEVEL) -> dict[str, object]:
-    """Share of the teacher's score the student reached, with a paired bootstrap interval.
-
-    With a base model: (student - base) / (teacher - base), the share of the teacher's lead over the undistilled
-    student that distillation won back. Without: student / teacher. A resample whose denominator is 0 has no
-    ratio; those are counted (`undefined_resamples`) and left out of the interval.
+    gap = mean(teacher) - mean(student). recovered: with a base model (student - base) / (teacher - base), the
+    share of the teacher's lead over the undistilled student that distillation won back; without one, student /
+    teacher. A resample whose denominator is 0 has no ratio; those are counted (`undefined_resamples`) and left
+    out of the interval.
     """
     vecs = _vectors(teacher, student, base)
-    means = resampled_means(vecs, resamples, seed)
-    if base is None:
-        t, s = vecs
-        mt, ms = means
-        num, den, est_num, est_den, kind = ms, mt, s.mean(), t.mean(), "student / teacher"
-    else:
-        t, s, b = vecs
-        mt, ms, mb = means
-        num, den, est_num, est_den = ms - mb, mt - mb, s.mean() - b.mean(), t.mean() - b.mean()
-        kind = "(student - base) / (teacher - base)"
-    ok = np.abs(den) > 1e-12
-    ratios = np.full(len(den), np.nan)
-    ratios[ok] = num[ok] / den[ok]
+    t, s = vecs[0], vecs[1]
+    num, den = (s - vecs[2], t - vecs[2]) if base is not None else (s, t)
+    m_gap, m_num, m_den = resampled_means([t - s, num, den], resamples, seed)
+    common = {"level": level, "resamples": resamples, "seed": seed, "items": len(t)}
+    lo, hi = _interval(m_gap, level)
+    gap = {"estimate": float(t.mean() - s.mean()), "low": lo, "high": hi, **common}
+    ok = np.abs(m_den) > 1e-12
+    ratios = np.full(len(m_den), np.nan)
+    ratios[ok] = m_num[ok] / m_den[ok]
     lo, hi = _interval(ratios, level)
-    return {"estimate": float(est_num / est_den) if abs(est_den) > 1e-12 else None, "low": lo, "high": hi,
-            "definition": kind, "undefined_resamples": int((~ok).sum()), "level": level, "resamples": resamples,
-            "seed": seed, "items": len(vecs[0])}
+    est_den = float(den.mean())
+    recovered = {"estimate": float(num.mean()) / est_den if abs(est_den) > 1e-12 else None, "low": lo, "high": hi,
+                 "definition": "(student - base) / (teacher - base)" if base is not None else "student / teacher",
+                 "undefined_resamples": int((~ok).sum()), **common}
+    return {"gap": gap, "recovered": recovered}
+
+
+def paired_gap(teacher: Sequence[float], student: Sequence[float], **kw: Any) -> dict[str, Any]:
+    """Teacher minus student accuracy on the same items, with a paired bootstrap interval."""
+    return paired_comparison(teacher, student, **kw)["gap"]
+
+
+def paired_recovered(teacher: Sequence[float], student: Sequence[float], base: Sequence[float] | None = None,
+                     **kw: Any) -> dict[str, Any]:
+    """The gap recovered (or student / teacher without a base), with a paired bootstrap interval."""
+    return paired_comparison(teacher, student, base, **kw)["recovered"]
