@@ -119,3 +119,16 @@ def test_eval_runs_the_new_benchmarks_through_the_same_client(tmp_path: Path, fa
     man = json.loads((cfg.root / "eval" / "manifest.json").read_text())
     assert man["benchmarks"]["gpqa_diamond"]["items"][0]["item"]["metadata"]["option_order"] == option_order(
         "recFIX001", 0)
+
+
+def test_hub_revision_is_read_from_the_datasets_cache_path(tmp_path: Path) -> None:
+    """`datasets` caches a hub dataset under its commit sha; the manifest records that sha as the revision."""
+    import datasets
+
+    from distill.benchmarks.base import _hub_revision
+
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    d = tmp_path / "openai___gsm8k" / "main" / "0.0.0" / sha
+    datasets.Dataset.from_list([{"question": "q", "answer": "#### 1"}]).save_to_disk(str(d))
+    assert _hub_revision(datasets.load_from_disk(str(d))) == sha
+    assert _hub_revision(datasets.Dataset.from_list([{"a": 1}])) is None

@@ -184,3 +184,14 @@ def test_chart_labels_one_decimal_and_leaves_a_missing_score_out(tmp_path: Path)
     assert s["chart"]["xlabels"][0].startswith("GSM8K (8-shot)\nstudent/teacher: 90% [")
     md = (run / "report" / "report.md").read_text()
     assert "| student (student) | 90.0 ± 0.9 | — | $0.0200 |" in md
+
+
+def test_report_says_how_to_get_lm_eval_when_it_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lm_eval", None)  # `import lm_eval` now raises ImportError
+    run = make_eval_dir(tmp_path / "run")
+    s = run_report(type("Cfg", (), {"name": "d", "report": None})(), run)
+    md = (run / "report" / "report.md").read_text()
+    assert "lm-eval is not installed: pip install 'lm-eval>=0.4.13,<0.5'" in md
+    assert s["lm_eval"]["gsm8k"]["available"] is False and "gap recovered" in md
