@@ -58,12 +58,14 @@ def gap_recovered(student: float | None, base: float | None, teacher: float | No
 
 
 def _agreed(values: dict[str, Any], fmt: Any = str) -> str:
-    """One value when every model used it, else each model's ('512' or 'teacher 1024, student 512')."""
+    """One value when every model used it, else the most common one and the exceptions ('512 (teacher 1024)')."""
     shown = {m: "—" if v is None else fmt(v) for m, v in values.items()}
-    distinct = set(shown.values())
-    if len(distinct) <= 1:
-        return distinct.pop() if distinct else "—"
-    return ", ".join(f"{m} {v}" for m, v in shown.items())
+    if not shown:
+        return "—"
+    counts = list(shown.values())
+    common = max(dict.fromkeys(counts), key=counts.count)  # ties: the first model's value
+    others = [f"{m} {v}" for m, v in shown.items() if v != common]
+    return common + (f" ({', '.join(others)})" if others else "")
 
 
 def column_protocol(b: str, models: dict[str, dict[str, Any]]) -> dict[str, str]:

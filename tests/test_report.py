@@ -91,7 +91,7 @@ def test_report_renders_table_json_chart(tmp_path: Path) -> None:
     assert "95% paired bootstrap interval over the items both models answered (10,000 resamples" in md
     # the protocol of each column; a setting the models did not share is shown per model
     assert ("| GSM8K (8-shot) | 8 | chat, exemplars as multi-turn user/assistant turns | generative: the final "
-            "number read from the reply, compared by value | teacher 1024, student 512, base 512 | 0 | 1 | test-1 |"
+            "number read from the reply, compared by value | 512 (teacher 1024) | 0 | 1 | test-1 |"
             ) in md
     assert "| HumanEval (pass@1) | 0 | chat, zero-shot | generative: the reply's code run" in md
     assert "(not log-likelihood)" in md
