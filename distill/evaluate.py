@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from distill.answers import strip_reasoning
-from distill.manifest import grader_version, write_manifest
+from distill.answers import GRADER_VERSION
+from distill.manifest import write_manifest
 from distill.benchmarks import Benchmark, Item, get_benchmark, mean_stderr, pass_at_k
 from distill.errors import ConfigError, DistillError
 from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache
@@ -235,8 +235,9 @@ def _score_all(lb: LoadedBenchmark, results: dict[tuple[str, int], list[dict[str
         if rec is None:
             row["error"] = errors.get((lb.cfg.name, i), "no answer (run stopped before this item)")
             return row
-        # scored on the answer alone: a trace in a field is already apart, an inline <think> block is cut here
-        s = lb.bench.score(item, strip_reasoning(rec["completion"]), finish_reason=rec.get("finish_reason"))
+        # a trace in a field is already apart; an inline <think> block is the grader's to cut (an unclosed one is
+        # graded `unclosed_think`, not read as an answer)
+        s = lb.bench.score(item, rec["completion"] or "", finish_reason=rec.get("finish_reason"))
         row.update(extracted=s.extracted, correct=bool(s.correct), detail=s.detail)
         return row
 
@@ -372,7 +373,7 @@ def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, ru
         summary = base_summary("eval", fp, _model_config_json(m))
         summary.update(
             model=m.name, role=m.role, endpoint_model=runners[0][1].ep.model if runners else m.model,
-            served=served_info, benchmarks=benches, grader_version=grader_version(),
+            served=served_info, benchmarks=benches, grader_version=GRADER_VERSION,
             cost=_cost(m, runners, new_tokens, gen_seconds, previous),
             eval_cost_usd=round(sum(r.stats.cost_usd for _, r in runners), 6),
             from_cache=sum(r.stats.from_cache for _, r in runners),

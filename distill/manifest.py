@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from distill.answers import GRADER_VERSION
 from distill.errors import InputError
 from distill.rundir import read_summary, write_json
 
@@ -37,14 +38,6 @@ def canonical_json(obj: Any) -> str:
 def prompt_sha256(messages: list[dict[str, Any]]) -> str:
     """sha256 of the canonical JSON of the chat messages sent (the prompt's identity across machines)."""
     return hashlib.sha256(canonical_json(messages).encode("utf-8")).hexdigest()
-
-
-def grader_version() -> str | None:
-    """`distill.answers.GRADER_VERSION` when the grader declares one (None on a grader that does not)."""
-    import distill.answers
-
-    v = getattr(distill.answers, "GRADER_VERSION", None)
-    return str(v) if v is not None else None
 
 
 def package_versions() -> dict[str, str | None]:
@@ -117,7 +110,7 @@ def write_manifest(eval_dir: Path, loaded: list[LoadedBenchmark], pipeline: str)
     path = eval_dir / "manifest.json"
     write_json(path, {"format": FORMAT, "pipeline": pipeline,
                       "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                      "packages": package_versions(), "grader_version": grader_version(),
+                      "packages": package_versions(), "grader_version": GRADER_VERSION,
                       "benchmarks": benches, "models": models})
     return path
 

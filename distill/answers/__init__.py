@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from distill.answers.choice import read_choice
 from distill.answers.code import extract_code
-from distill.answers.grade import KINDS, REASONS, Grade, grade, read_answer
+from distill.answers.grade import GRADER_VERSION, KINDS, REASONS, Grade, grade, read_answer
 from distill.answers.numbers import format_number, parse_number
 from distill.answers.numeric import read_number
 from distill.answers.reasoning import has_unclosed_think, strip_reasoning
@@ -31,5 +31,5 @@ def extract_choice(text: str | None, letters: str = "ABCD") -> str | None:
     return read_choice(strip_reasoning(text), letters).extracted
 
 
-__all__ = ["grade", "Grade", "KINDS", "REASONS", "read_answer", "strip_reasoning", "has_unclosed_think",
+__all__ = ["grade", "Grade", "GRADER_VERSION", "KINDS", "REASONS", "read_answer", "strip_reasoning", "has_unclosed_think",
            "extract_number", "numbers_match", "extract_choice", "extract_code", "parse_number", "format_number"]

@@ -17,6 +17,9 @@ from distill.answers.numeric import read_number
 from distill.answers.reasoning import has_unclosed_think, strip_reasoning
 from distill.errors import InputError
 
+# Bump when a rule in docs/grading.md changes what a reply is graded: reports and manifests carry it, so two
+# tables are comparable only at the same version.
+GRADER_VERSION = "2"
 KINDS = ("number", "choice", "math")
 REASONS = ("match", "mismatch", "no_answer", "truncated", "hedged", "refusal", "unclosed_think", "bad_reference")
 CHOICE_LETTERS = "ABCDEFGHIJ"
