@@ -42,7 +42,7 @@ curate:             ## filter, verify, dedup and decontaminate the collect recor
 bench-dedup:        ## near-dup recall/precision on 1M planted records, wall/RSS; docs/s vs datasketch (ARGS="--n 100000")
 	$(PY) benchmarks/bench_dedup.py $(ARGS)
 
-.PHONY: serve-student eval report bench-serve
+.PHONY: serve-student eval report bench-serve push-student
 
 serve-student:      ## serve the trained student with vLLM (OpenAI API) until Ctrl-C
 	$(DISTILL) serve -c $(CONFIG) $(ARGS)
@@ -55,6 +55,9 @@ report:             ## the teacher-vs-student table (Markdown, JSON) and chart f
 
 bench-serve:        ## vLLM-served tokens/s vs transformers generate on the same tiny model
 	$(PY) benchmarks/bench_serve.py
+
+push-student:       ## upload the student (push.what: merged | adapter) to push.repo_id with a model card (ARGS=--card-only)
+	$(DISTILL) push -c $(CONFIG) $(ARGS)
 
 # train-student: `accelerate launch` over every visible GPU (DDP), or one CPU process when there is none.
 # Override: make train-student ACCEL_CONFIG=configs/accelerate/fsdp.yaml NPROC=8 (README: "training on N GPUs").
