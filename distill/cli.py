@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from distill.progress import log_friendly_bars
+
+    log_friendly_bars()  # before any stage imports tqdm
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
