@@ -48,7 +48,7 @@ curate:             ## filter, verify, dedup and decontaminate the collect recor
 bench-dedup:        ## near-dup recall/precision on 1M planted records, wall/RSS; docs/s vs datasketch (ARGS="--n 100000")
 	$(PY) benchmarks/bench_dedup.py $(ARGS)
 
-.PHONY: serve-student eval report bench-serve push-student
+.PHONY: serve-student eval report bench-serve push-student check-notebook-env
 
 serve-student:      ## serve the trained student with vLLM (OpenAI API) until Ctrl-C
 	$(DISTILL) serve -c $(CONFIG) $(ARGS)
@@ -58,6 +58,9 @@ eval:               ## score teacher, student and base on the benchmarks (ARGS="
 
 report:             ## the teacher-vs-student table (Markdown, JSON) and chart from the eval results
 	$(DISTILL) report -c $(CONFIG) $(ARGS)
+
+check-notebook-env: ## the gap-explorer notebook in a fresh venv with only the eval extra (needs the package index)
+	PY=$(PY) bash scripts/check_notebook_env.sh
 
 bench-serve:        ## vLLM-served tokens/s vs transformers generate on the same tiny model
 	$(PY) benchmarks/bench_serve.py
