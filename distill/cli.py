@@ -190,6 +190,25 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", default="pipelines/demo.yaml", help="pipeline YAML (default: pipelines/demo.yaml)")
+    p.add_argument("--card-only", action="store_true", help="write runs/<name>/push/README.md, upload nothing")
+
+
+@command("push", "upload the trained student (merged, or the adapter) to the hub with a model card from the run",
+         _push_args)
+def _push(args: argparse.Namespace) -> int:
+    from distill.push import run_push
+
+    cfg = _load(args)
+    s = run_push(_need(cfg, "push"), cfg.root, cfg.name, card_only=args.card_only)
+    if not s["uploaded"]:
+        print(f"push: card written to {s['card']} ({len(s['files'])} files, {s['bytes']} bytes would be uploaded)")
+        return 0
+    print(f"push: {len(s['files'])} files to {s['url']} (commit {s['commit']}); card {s['card']}")
+    return 0
+
+
 @command("demo", "the whole pipeline offline: serve the tiny teacher, collect, curate, train, serve, eval, report",
          _config_args)
 def _demo(args: argparse.Namespace) -> int:
@@ -210,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from distill.progress import log_friendly_bars
+
+    log_friendly_bars()  # before any stage imports tqdm
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

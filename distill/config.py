@@ -20,6 +20,7 @@ from distill.curate.config import CurateConfig
 from distill.demo.config import DemoConfig
 from distill.errors import ConfigError
 from distill.evaluate import EvalConfig
+from distill.push import PushConfig
 from distill.report import ReportConfig
 from distill.schema import Section
 from distill.serve import ServeConfig
@@ -39,6 +40,7 @@ class PipelineConfig(Section):
     report: ReportConfig | None = None
     train: TrainConfig | None = None
     demo: DemoConfig | None = None
+    push: PushConfig | None = None
 
     @property
     def root(self) -> Path:

@@ -26,6 +26,7 @@ from distill.answers import GRADER_VERSION
 from distill.manifest import write_manifest
 from distill.benchmarks import Benchmark, Item, get_benchmark, mean_stderr, pass_at_k
 from distill.errors import ConfigError, DistillError
+from distill.hub import resolve_model
 from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache
 from distill.llm.endpoint import SamplingParams
 from distill.llm.cache import request_key
@@ -163,7 +164,8 @@ def _endpoint_for(m: EvalModel, lb: LoadedBenchmark, ecfg: EvalConfig, base_url:
 def _served_identity(m: EvalModel, run_root: Path) -> tuple[str, list[Any]]:
     assert m.serve is not None
     model = m.serve.model or str(Path(run_root) / "train" / "merged")
-    parts: list[Any] = [model, file_fingerprint(Path(model)) if Path(model).exists() else model]
+    parts: list[Any] = [model, file_fingerprint(Path(model)) if Path(model).exists()
+                        else resolve_model(model, m.serve.revision, field="eval.models[].serve.model").identity]
     if m.serve.adapter:
         parts += [m.serve.adapter, file_fingerprint(Path(m.serve.adapter))]
     return "vllm://" + fingerprint(*parts), parts
@@ -342,6 +344,7 @@ def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, ru
         keys = [k for lb, r in runners for msgs in lb.messages for k in r.sample_keys(msgs, list(range(r.ep.params.n)))]
         missing = len(keys) - len(cache.has_many(keys))
         served_info = {"model": server.model, "adapter": m.serve.adapter if m.serve else None,
+                       "resolved": server.resolved,
                        "started": missing > 0, "base_url": server.base_url if missing else None}
         if missing:
             console.print(f"eval {m.name}: starting vLLM for {server.model} ({missing} answers not cached) ...")

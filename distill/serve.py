@@ -20,11 +20,12 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from pydantic import Field
 
 from distill.errors import ConfigError, DistillError
+from distill.hub import is_hub_id, resolve_model
 from distill.schema import Section
 
 
@@ -72,6 +73,7 @@ class VLLMServer:
         self.kv_cache_gib = kv_cache_gib
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.resolved: dict[str, Any] | None = None  # build_server: which model (hub commit / dir hash) this serves
 
     @property
     def base_url(self) -> str:
@@ -82,7 +84,7 @@ class VLLMServer:
         if on_cpu():
             env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.kv_cache_gib))
             env.setdefault("VLLM_TARGET_DEVICE", "cpu")
-        env.setdefault("HF_HUB_OFFLINE", "1")
+        # HF_HUB_OFFLINE and the HF cache are the user's: a hub model was already resolved to a cached snapshot
         if self.log_path:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("wb")
@@ -115,6 +117,13 @@ class VLLMServer:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
 
     def stop(self) -> None:
+        try:
+            self._stop_process()
+        finally:
+            if self._log:
+                self._log.close()
+
+    def _stop_process(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
         try:
@@ -125,8 +134,6 @@ class VLLMServer:
             self.proc.wait(timeout=10)
         except ProcessLookupError:
             pass
-        if self._log:
-            self._log.close()
 
     def start_and_wait(self) -> VLLMServer:
         """Start and block until ready; whatever interrupts the wait (Ctrl-C included) stops the process."""
@@ -148,8 +155,10 @@ class VLLMServer:
 class ServeConfig(Section):
     """How to serve a trained student with vLLM (`serve:` section; also an eval model's `serve:`)."""
 
-    model: str | None = Field(default=None, description="merged model dir (or a base model dir / hub id when "
-                              "`adapter` is set); default <run_dir>/train/merged")
+    model: str | None = Field(default=None, description="merged model dir or hub id (a base model when `adapter` is "
+                              "set); default <run_dir>/train/merged")
+    revision: str | None = Field(default=None, description="hub branch, tag or commit of `model` (resolved to a "
+                                 "commit once, recorded in the summary)")
     adapter: str | None = Field(default=None, description="PEFT LoRA adapter dir: serve `model` + this adapter")
     served_name: str | None = Field(default=None, description="model id clients send; default 'student'")
     host: str = "127.0.0.1"
@@ -158,6 +167,8 @@ class ServeConfig(Section):
     max_lora_rank: int | None = Field(default=None, gt=0, description="default: the adapter's rank r")
     dtype: str | None = Field(default=None, description="vLLM --dtype (auto, bfloat16, float16, float32)")
     gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
+    tensor_parallel_size: int = Field(default=1, gt=0, description="GPUs one model is split over (vLLM "
+                                      "--tensor-parallel-size): for a student too big for one GPU")
     kv_cache_gib: int = Field(default=1, gt=0, description="CPU only: VLLM_CPU_KVCACHE_SPACE")
     extra_args: list[str] = Field(default_factory=list, description="more vLLM server arguments, passed as-is")
     ready_timeout_s: float = Field(default=900.0, gt=0)
@@ -166,25 +177,24 @@ class ServeConfig(Section):
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the --max-lora-rank values vLLM accepts
 
 
-def _looks_local(ref: str) -> bool:
-    return ref.startswith((".", "/", "~")) or ref.count("/") != 1 or Path(ref).exists()
-
-
 def build_server(cfg: ServeConfig, run_root: Path, *, served_name: str | None = None, port: int | None = None,
                  host: str | None = None, log_path: Path | None = None) -> VLLMServer:
     """A `VLLMServer` for the configured model (merged, or base + LoRA adapter); checks the dirs exist first."""
     name = served_name or cfg.served_name or "student"
     model = cfg.model or str(Path(run_root) / "train" / "merged")
-    if _looks_local(model) and not Path(model).expanduser().exists():
+    if not is_hub_id(model) and not Path(model).expanduser().exists():
         hint = "run `distill train` first, or " if cfg.model is None else ""
         raise ConfigError(f"serve.model: {model} does not exist ({hint}set serve.model to a merged model dir)")
-    if _looks_local(model) and not (Path(model).expanduser() / "config.json").is_file():
+    resolved = resolve_model(model, cfg.revision, field="serve.model")
+    if not (Path(resolved.ref) / "config.json").is_file():
         raise ConfigError(f"serve.model: {model} has no config.json (expected a transformers model dir)")
     args = list(cfg.extra_args)
     if cfg.dtype:
         args += ["--dtype", cfg.dtype]
     if cfg.gpu_memory_utilization is not None:
         args += ["--gpu-memory-utilization", str(cfg.gpu_memory_utilization)]
+    if cfg.tensor_parallel_size > 1:
+        args += ["--tensor-parallel-size", str(cfg.tensor_parallel_size)]
     lora: dict[str, str | Path] | None = None
     rank = cfg.max_lora_rank or 16
     if cfg.adapter:
@@ -197,11 +207,25 @@ def build_server(cfg: ServeConfig, run_root: Path, *, served_name: str | None = 
         if rank < r:
             raise ConfigError(f"serve.max_lora_rank: {rank} is below the adapter's rank r={r}")
         lora = {name: str(adapter)}
-    return VLLMServer(str(Path(model).expanduser()) if _looks_local(model) else model,
-                      served_name=f"{name}-base" if lora else name, host=host or cfg.host,
-                      port=port if port is not None else (cfg.port or None), max_model_len=cfg.max_model_len,
-                      extra_args=args, lora_modules=lora, max_lora_rank=rank, log_path=log_path,
-                      ready_timeout_s=cfg.ready_timeout_s, kv_cache_gib=cfg.kv_cache_gib)
+    srv = VLLMServer(resolved.ref, served_name=f"{name}-base" if lora else name, host=host or cfg.host,
+                     port=port if port is not None else (cfg.port or None), max_model_len=cfg.max_model_len,
+                     extra_args=args, lora_modules=lora, max_lora_rank=rank, log_path=log_path,
+                     ready_timeout_s=cfg.ready_timeout_s, kv_cache_gib=cfg.kv_cache_gib)
+    srv.resolved = {"model": resolved.to_summary(),
+                    "adapter": resolve_model(cfg.adapter).to_summary() if cfg.adapter else None}
+    return srv
+
+
+def _write_summary(cfg: ServeConfig, srv: VLLMServer, out: Path, startup_s: float) -> None:
+    """serve/summary.json: which weights are being served (hub commit or dir hash), where, with which arguments."""
+    from distill.rundir import base_summary, fingerprint, write_json
+
+    config = cfg.model_dump(mode="json")
+    summary = base_summary("serve", fingerprint(config, srv.resolved), config) | {
+        "resolved": srv.resolved, "base_url": srv.base_url, "request_model": srv.request_model,
+        "vllm_args": srv.args[3:], "startup_s": startup_s,
+    }
+    write_json(out / "summary.json", summary)
 
 
 def serve_foreground(cfg: ServeConfig, run_root: Path, *, port: int | None = None, host: str | None = None) -> int:
@@ -215,6 +239,7 @@ def serve_foreground(cfg: ServeConfig, run_root: Path, *, port: int | None = Non
     try:
         t0 = time.monotonic()
         srv.wait_ready()
+        _write_summary(cfg, srv, log.parent, round(time.monotonic() - t0, 1))
         print(f"serve: ready in {time.monotonic() - t0:.0f} s at {srv.base_url} (model {srv.request_model!r}); "
               "Ctrl-C to stop", flush=True)
         assert srv.proc is not None

@@ -4,6 +4,7 @@ config checks that fail fast before any server starts."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from distill.cli import main
 from distill.errors import ConfigError
 from distill.serve import ServeConfig, build_server, free_port
+from tests.hubcache import COMMIT, fake_hub_cache
 
 
 def test_serve_config_errors_before_starting(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -50,15 +52,18 @@ def _port_open(port: int) -> bool:
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_distill_serve_foreground_until_ctrl_c(tiny_model: Path, tmp_path: Path) -> None:
+    """A hub id, offline, from the user's HF cache (built by hand here): served, and the commit recorded."""
     pytest.importorskip("vllm")
     import openai
 
+    fake_hub_cache(tmp_path / "hf", "fake-org/tiny", tiny_model)
     port = free_port()
     cfg = tmp_path / "p.yaml"
-    cfg.write_text(f"name: s\nrun_dir: {tmp_path / 'run'}\nserve:\n  model: {tiny_model}\n  max_model_len: 512\n"
+    cfg.write_text(f"name: s\nrun_dir: {tmp_path / 'run'}\nserve:\n  model: fake-org/tiny\n  max_model_len: 512\n"
                    f"  port: {port}\n  served_name: stu\n")
+    env = os.environ | {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "distill.cli", "serve", "-c", str(cfg)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -73,6 +78,8 @@ def test_distill_serve_foreground_until_ctrl_c(tiny_model: Path, tmp_path: Path)
             time.sleep(0.5)
         assert not _port_open(port)  # the vLLM process group is gone, not orphaned
         assert (tmp_path / "run" / "serve" / "vllm.log").is_file()
+        summary = json.loads((tmp_path / "run" / "serve" / "summary.json").read_text())
+        assert summary["resolved"]["model"]["revision"] == COMMIT and summary["config"]["model"] == "fake-org/tiny"
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import ConfigError, InputError
+from distill.hub import resolve_model
 from distill.rundir import base_summary, file_fingerprint, fingerprint, is_fresh, read_summary, stage_output, write_json
 from distill.train.config import TrainConfig
 from distill.train.data import load_splits, validate_messages
@@ -248,9 +249,12 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
     main = state.is_main_process
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     config_json = cfg.model_dump(mode="json")
+    with state.main_process_first():  # rank 0 fetches a hub model once; the other ranks then find it cached
+        student = resolve_model(cfg.student, field="train.student")
+    cfg = cfg.model_copy(update={"student": student.ref})  # every load below reads that one commit / dir
     cosmetic = ("progress", "keep_checkpoints", "cpu_threads")
     fp = fingerprint("train", {k: v for k, v in config_json.items() if k not in cosmetic},
-                     _source_fp(dataset_dir), _source_fp(cfg.student))
+                     _source_fp(dataset_dir), student.identity)
     if not force and not resume and is_fresh(out_dir, fp):
         summary = read_summary(out_dir) or {}
         summary["skipped"] = True
@@ -327,7 +331,8 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
         losses["eval_loss_final"] = final_eval["eval_loss"]
     tokens_run = int(st.num_input_tokens_seen) - tokens_before
     summary = base_summary("train", fp, config_json) | {
-        "student": cfg.student,
+        "student": student.name,
+        "student_resolved": student.to_summary(),
         "dataset": str(dataset_dir),
         "method": cfg.method,
         "precision": precision,
