@@ -77,10 +77,10 @@ class HumanEval(Benchmark):
 
     def score(self, item: Item, output: str, finish_reason: str | None = None) -> Score:
         from distill.answers import extract_code
-        from distill.sandbox import run_code
+        from distill.sandbox import Limits, run_code
 
         code = extract_code(output)
-        result = run_code(build_program(item, code), timeout_s=self.timeout_s, memory_mb=self.memory_mb)
+        result = run_code(build_program(item, code), Limits(timeout_s=self.timeout_s, memory_mb=self.memory_mb))
         return Score(code, bool(result.passed), result.status)
 
     def decontam_texts(self, items: list[Item]) -> list[str]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from distill.answers import extract_code, extract_number, grade
 from distill.curate.config import VerifyConfig
-from distill.sandbox import run_code
+from distill.sandbox import Limits, run_code
 
 CORRECT, INCORRECT, UNVERIFIABLE = "correct", "incorrect", "unverifiable"
 
@@ -85,8 +85,8 @@ def verify_batch(batch: dict[str, list[Any]], cfg: VerifyConfig) -> list[str]:
             code_jobs.append((i, code_program(ans or "", tests or "", entry)))
     if code_jobs:
         with ThreadPoolExecutor(cfg.workers) as pool:
-            results = pool.map(lambda job: run_code(job[1], timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb),
-                               code_jobs)
+            limits = Limits(timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb)
+            results = pool.map(lambda job: run_code(job[1], limits), code_jobs)
             for (i, _), res in zip(code_jobs, results):
                 out[i] = CORRECT if res.passed else INCORRECT
     return out
