@@ -62,6 +62,7 @@ _LAUNCHER = r"""
 import json, os, resource, runpy, sys
 def _launch(cfg):
     fd = cfg["fd"]
+    os.write(fd, b"+")  # started: what comes back without it is bwrap (or the interpreter) failing to start
     nonce = b""
     while len(nonce) < cfg["nonce_len"]:
         chunk = os.read(fd, cfg["nonce_len"] - len(nonce))
@@ -272,8 +273,7 @@ def _start(code: str, limits: Limits, nonce: bytes, work: Path | None) -> _Run:
         if child is None:
             proc.kill()
             _, err = proc.communicate()
-            msg = next((ln for ln in err.decode(errors="replace").splitlines() if ln.strip()), "no message")
-            raise DistillError(f"bubblewrap could not create the sandbox ({msg}); {INSTALL_HINT}") from None
+            raise _setup_error(err.decode(errors="replace")) from None
         try:
             return _Run(proc, mine, True, os.pidfd_open(child))
         except ProcessLookupError:  # it already ended, and its namespace with it
@@ -283,6 +283,11 @@ def _start(code: str, limits: Limits, nonce: bytes, work: Path | None) -> _Run:
         raise
     finally:
         theirs.close()
+
+
+def _setup_error(stderr: str) -> DistillError:
+    msg = next((ln.strip() for ln in stderr.splitlines() if ln.strip()), "no message")
+    return DistillError(f"bubblewrap could not create the sandbox ({msg}); {INSTALL_HINT}")
 
 
 def _read_child_pid(fd: int, deadline: float) -> int | None:
@@ -315,23 +320,23 @@ def _pump(run: _Run, limits: Limits, deadline: float) -> tuple[_Capture, _Captur
     sel.register(run.sock, selectors.EVENT_READ, reply)
     exited = os.pidfd_open(run.proc.pid)
     sel.register(exited, selectors.EVENT_READ, None)
-    timed_out = flooded = False
-    open_streams, idle_after_exit = 2, 0
+    timed_out = flooded = done = False
+    open_streams = 2
     try:
-        while open_streams:
+        while open_streams or not done:
             left = deadline - time.monotonic()
             if left <= 0:
                 timed_out = True
                 break
-            events = sel.select(timeout=min(left, 0.05) if idle_after_exit else left)
-            if not events and idle_after_exit:
+            events = sel.select(timeout=min(left, 0.05) if done else left)
+            if not events and done:
                 break  # the program is gone; a leftover holder of its pipes (unconfined only) is not waited for
             for key, _ in events:
                 if key.data is None:
                     sel.unregister(exited)
-                    idle_after_exit = 1
+                    done = True
                     continue
-                data = os.read(key.fd, 65536) if key.data is not reply else run.sock.recv(4096)
+                data = os.read(key.fd, 65536) if key.data is not reply else _recv(run.sock, 0)
                 if not data:
                     sel.unregister(key.fileobj)
                     open_streams -= key.data is not reply
@@ -343,10 +348,7 @@ def _pump(run: _Run, limits: Limits, deadline: float) -> tuple[_Capture, _Captur
                 flooded = True
                 break
         while not flooded and not timed_out:  # the nonce may still be in the socket after the pipes closed
-            try:
-                data = run.sock.recv(4096, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                break
+            data = _recv(run.sock, socket.MSG_DONTWAIT)
             if not data:
                 break
             reply += data[: 4 * _NONCE_LEN]
@@ -354,6 +356,14 @@ def _pump(run: _Run, limits: Limits, deadline: float) -> tuple[_Capture, _Captur
         sel.close()
         os.close(exited)
     return out, err, bytes(reply), timed_out, flooded
+
+
+def _recv(sock: socket.socket, flags: int) -> bytes:
+    """What the launcher sent; b"" at its end (a peer that closed with our nonce unread resets the socket)."""
+    try:
+        return sock.recv(4096, flags)
+    except (BlockingIOError, ConnectionResetError):
+        return b""
 
 
 def _teardown(run: _Run) -> int | None:
@@ -404,9 +414,11 @@ def run_code(code: str, limits: Limits | None = None) -> SandboxResult:
         finally:
             rc = _teardown(run)
         stderr = err.text()
+        if not reply.startswith(b"+") and not (timed_out or flooded) and rc != 0 and work is None:
+            raise _setup_error(stderr)
         if flooded:
             stderr += f"\n[stopped: more than {limits.output_kb} KiB of output]"
-        status = _classify(rc, secrets.compare_digest(reply, nonce), stderr[-4000:], timed_out, flooded)
+        status = _classify(rc, secrets.compare_digest(reply, b"+" + nonce), stderr[-4000:], timed_out, flooded)
         return SandboxResult(status, status == "passed", out.text(), stderr, round(time.monotonic() - t0, 4), rc)
     finally:
         if work is not None:

@@ -7,16 +7,21 @@ exits before its tests ran has failed, whatever its exit status and whatever it 
 from __future__ import annotations
 
 import ast
+import json
 import os
 import textwrap
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from distill.answers.code import build_program, check_program, code_blocks, extract_code, select_code
 from distill.benchmarks import get_benchmark
 from distill.benchmarks.base import Item
+from distill.curate.config import VerifyConfig
+from distill.curate.verify import verify_batch
+from distill.errors import DistillError
 from distill.sandbox import bwrap_path
 
 needs_bwrap = pytest.mark.skipif(bwrap_path() is None, reason="bubblewrap (bwrap) is not installed")
@@ -162,3 +167,21 @@ def test_build_program_calls_check_once():
     assert prog.rstrip().endswith("check(inc)") and prog.count("check(inc)") == 1
     assert build_program("```python\ndef inc(x):\n    return x + 1\n```", tests + "check(inc)\n", "inc") \
         .count("check(inc)") == 1
+
+
+def test_configs_opt_in_to_unconfined_explicitly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    item = ITEMS["HumanEval/0"]
+    reply = f"```python\n{_function(item, item.reference)}```"
+    # curate has no function prompt to take imports from: its replies carry their own
+    code_rows = {"_answer": [reply.replace("```python\n", "```python\nfrom typing import List\n\n")],
+                 "reference": [None],
+                 "metadata": [json.dumps({"test": item.metadata["test"], "entry_point": "has_close_elements"})]}
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine without bwrap
+    with pytest.raises(DistillError, match=r"apt-get install bubblewrap.*sandbox: unconfined"):
+        get_benchmark("humaneval").score(item, reply)
+    with pytest.raises(DistillError, match="apt-get install bubblewrap"):
+        verify_batch(code_rows, VerifyConfig())
+    assert get_benchmark("humaneval", sandbox="unconfined").score(item, reply).correct
+    assert verify_batch(code_rows, VerifyConfig(sandbox="unconfined")) == ["correct"]
+    with pytest.raises(DistillError, match="sandbox: expected `bwrap`"):
+        get_benchmark("humaneval", sandbox="docker")

@@ -201,6 +201,11 @@ def test_printing_gigabytes_is_cut_off(stream: int):
     assert len(r.stdout) + len(r.stderr) < 100_000 and time.monotonic() - t0 < 10
 
 
+def test_closing_its_output_does_not_end_the_run():
+    r = run_code("import os, time\nos.close(1)\nos.close(2)\ntime.sleep(0.5)\nopen('/tmp/x', 'w').write('still here')\n")
+    assert r.passed, r
+
+
 def test_each_run_gets_a_fresh_temp_dir():
     assert run_code("open('/tmp/left.txt', 'w').write('x')").passed
     r = run_code("import os\nprint(os.getcwd(), os.listdir('/tmp'))")
@@ -225,3 +230,11 @@ def test_missing_bwrap_is_one_line_unless_unconfined(monkeypatch: pytest.MonkeyP
     assert run_code("import os; os._exit(0)", Limits(sandbox="unconfined")).status == "exited"
     with pytest.raises(DistillError, match="sandbox: expected"):
         Limits(sandbox="docker")  # type: ignore[arg-type]
+
+
+def test_a_sandbox_bwrap_cannot_build_is_one_clear_error(monkeypatch: pytest.MonkeyPatch):
+    import distill.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox, "_python_roots", lambda: ["/nonexistent-python-prefix"])  # a bind that must fail
+    with pytest.raises(DistillError, match=r"bubblewrap could not create the sandbox \(bwrap: .*nonexistent"):
+        run_code("print(1)")
