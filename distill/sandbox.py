@@ -50,6 +50,7 @@ Mode = Literal["bwrap", "unconfined"]
 
 INSTALL_HINT = ("install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`, Fedora: `dnf install bubblewrap`), "
                 "or set `sandbox: unconfined` to run model code without isolation (not recommended)")
+_NOT_INSTALLED = f"running model-written code needs bubblewrap (`bwrap`), which is not installed: {INSTALL_HINT}"
 _KEEP_HEAD, _KEEP_TAIL = 64 * 1024, 8 * 1024  # bytes of each stream kept for the result
 _FILE_CAP = 16 * 1024 * 1024  # largest file the code may write (RLIMIT_FSIZE)
 _NONCE_LEN = 32
@@ -70,7 +71,8 @@ def _launch(cfg):
             break
         nonce += chunk
     os.set_inheritable(fd, False)
-    os.closerange(fd + 1, 65536)  # e.g. the program's source fd that bwrap read
+    os.closerange(3, fd)  # e.g. the program's source fd that bwrap read
+    os.closerange(fd + 1, 65536)
     for name, value in (("CPU", cfg["cpu_s"]), ("AS", cfg["mem"]), ("NPROC", cfg["nproc"]),
                         ("FSIZE", cfg["fsize"]), ("CORE", 0)):
         resource.setrlimit(getattr(resource, "RLIMIT_" + name), (value, value))
@@ -79,8 +81,9 @@ def _launch(cfg):
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-    finally:
-        os.write(fd, nonce)
+    except Exception:
+        pass
+    os.write(fd, nonce)
     os._exit(0)
 _launch(json.loads(sys.argv[1]))
 """
@@ -153,8 +156,7 @@ def require(limits: Limits) -> None:
     if limits.sandbox == "unconfined":
         _warn_unconfined()
     elif bwrap_path() is None:
-        raise DistillError(f"running model-written code needs bubblewrap (`bwrap`), which is not installed: "
-                           f"{INSTALL_HINT}")
+        raise DistillError(_NOT_INSTALLED)
 
 
 def _python_roots() -> list[str]:
@@ -185,15 +187,16 @@ def _bwrap_args(bwrap: str, program_fd: int, info_fd: int, limits: Limits) -> li
             args += ["--ro-bind", str(p), str(p)]
     for name in _ETC:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    # /tmp before the Python binds, so an interpreter installed under /tmp (a CI venv) is bound on top of it
+    args += ["--perms", "1777", "--size", str(limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp"]
     made: set[str] = set()
     for d in _python_roots():
         for parent in reversed(Path(d).parents[:-1]):  # bwrap would copy e.g. /root's 0700 and lock us out
-            if str(parent) not in made and not str(parent).startswith("/usr"):
+            if str(parent) not in made and str(parent) != "/tmp" and not str(parent).startswith("/usr"):
                 made.add(str(parent))
                 args += ["--perms", "0755", "--dir", str(parent)]
         args += ["--ro-bind", os.path.realpath(d), d]
     args += ["--proc", "/proc", "--dev", "/dev",
-             "--perms", "1777", "--size", str(limits.tmp_mb * 1024 * 1024), "--tmpfs", "/tmp",
              "--perms", "0444", "--ro-bind-data", str(program_fd), "/sandbox/main.py",
              "--remount-ro", "/", "--chdir", "/tmp", "--info-fd", str(info_fd)]
     for k, v in _child_env("/tmp").items():
@@ -254,8 +257,7 @@ def _start(code: str, limits: Limits, nonce: bytes, work: Path | None) -> _Run:
             return _Run(proc, mine, False)
         bwrap = bwrap_path()
         if bwrap is None:
-            raise DistillError(f"running model-written code needs bubblewrap (`bwrap`), which is not installed: "
-                               f"{INSTALL_HINT}")
+            raise DistillError(_NOT_INSTALLED)
         with tempfile.TemporaryFile() as src:
             src.write(code.encode("utf-8"))
             src.flush()

@@ -57,7 +57,8 @@ SHAPES: dict[str, Callable[[str, str], str]] = {
     "prose then unfenced function": lambda fn, body: (f"Sure! The function below does it.\n\n{fn}\n\nThis works "
                                                       "because every step keeps the invariant.\n"),
     "missing closing fence": lambda fn, body: f"```python\n{fn}\nThat is the complete function.\n",
-    "imports at the top": lambda fn, body: f"```python\nimport math\nimport itertools\nfrom typing import List\n\n\n{fn}```",
+    "imports at the top": lambda fn, body: (f"```python\nimport math\nimport itertools\nfrom typing import List\n"
+                                            f"\n\n{fn}```"),
     "reasoning then answer": lambda fn, body: f"<think>Maybe `return None`?\n```python\nreturn None\n```</think>\n"
                                               f"```python\n{fn}```",
 }
@@ -111,8 +112,8 @@ def test_helper_imports_at_the_top_are_kept():
     "import sys\nsys.exit(0)\n",
     "import os\nos._exit(0)\n",
     "raise SystemExit\n",
-    "import os, sys\nprint('0123456789abcdef' * 2)\nfor fd in range(1, 32):\n    try:\n        os.write(fd, b'0' * 32)\n"
-    "    except OSError:\n        pass\nos._exit(0)\n",
+    "import os, sys\nprint('0123456789abcdef' * 2)\nfor fd in range(1, 32):\n    try:\n"
+    "        os.write(fd, b'0' * 32)\n    except OSError:\n        pass\nos._exit(0)\n",
 ])
 def test_a_reply_that_exits_before_the_tests_fails(escape: str):
     item = ITEMS["HumanEval/0"]

@@ -202,7 +202,8 @@ def test_printing_gigabytes_is_cut_off(stream: int):
 
 
 def test_closing_its_output_does_not_end_the_run():
-    r = run_code("import os, time\nos.close(1)\nos.close(2)\ntime.sleep(0.5)\nopen('/tmp/x', 'w').write('still here')\n")
+    r = run_code("import os, time\nos.close(1)\nos.close(2)\ntime.sleep(0.5)\n"
+                 "open('/tmp/x', 'w').write('still here')\n")
     assert r.passed, r
 
 
