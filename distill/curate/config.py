@@ -93,6 +93,8 @@ class VerifyConfig(Section):
     timeout_s: float = Field(default=10.0, gt=0)
     memory_mb: int = Field(default=512, gt=16)
     workers: int = Field(default=2, ge=1, description="sandboxes run at once")
+    sandbox: Literal["bwrap", "unconfined"] = Field(
+        default="bwrap", description="unconfined: run code tests without bubblewrap (no isolation; warned about)")
 
 
 class ExactDedupConfig(Section):

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from distill.answers import extract_code, extract_number, grade
+from distill.answers import extract_number, grade
+from distill.answers.code import check_program
 from distill.curate.config import VerifyConfig
-from distill.sandbox import run_code
+from distill.sandbox import Limits
 
 CORRECT, INCORRECT, UNVERIFIABLE = "correct", "incorrect", "unverifiable"
 
@@ -36,14 +37,6 @@ def _tests_of(metadata: Any) -> tuple[str | None, str | None]:
         tests = "\n".join(str(t) for t in tests)
     entry = meta.get("entry_point")
     return (str(tests) if tests else None), (str(entry) if entry else None)
-
-
-def code_program(answer: str, tests: str, entry_point: str | None) -> str:
-    """The answer's code followed by the tests (HumanEval-style `check(fn)` is called when the tests define it)."""
-    program = extract_code(answer).rstrip() + "\n\n" + tests.rstrip() + "\n"
-    if entry_point and re.search(r"^def check\(", tests, re.M) and not re.search(r"^check\(", tests, re.M):
-        program += f"\ncheck({entry_point})\n"
-    return program
 
 
 def kind_of(reference: str | None, metadata: Any, cfg: VerifyConfig) -> str | None:
@@ -72,7 +65,7 @@ def verify_batch(batch: dict[str, list[Any]], cfg: VerifyConfig) -> list[str]:
     metas = batch.get("metadata") or [None] * len(answers)
     finish = batch.get("finish_reason") or [None] * len(answers)
     out: list[str] = [UNVERIFIABLE] * len(answers)
-    code_jobs: list[tuple[int, str]] = []
+    code_jobs: list[tuple[int, str, str, str | None]] = []
     for i, (ans, ref, meta) in enumerate(zip(answers, refs, metas)):
         kind = kind_of(ref, meta, cfg)
         if kind in ("numeric", "choice"):  # one grader for curate and eval (docs/grading.md)
@@ -82,12 +75,12 @@ def verify_batch(batch: dict[str, list[Any]], cfg: VerifyConfig) -> list[str]:
             out[i] = CORRECT if g.correct else INCORRECT
         elif kind == "code":
             tests, entry = _tests_of(meta)
-            code_jobs.append((i, code_program(ans or "", tests or "", entry)))
+            code_jobs.append((i, ans or "", tests or "", entry))
     if code_jobs:
+        limits = Limits(timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb, sandbox=cfg.sandbox)
         with ThreadPoolExecutor(cfg.workers) as pool:
-            results = pool.map(lambda job: run_code(job[1], timeout_s=cfg.timeout_s, memory_mb=cfg.memory_mb),
-                               code_jobs)
-            for (i, _), res in zip(code_jobs, results):
+            results = pool.map(lambda job: check_program(job[1], job[2], job[3], limits=limits), code_jobs)
+            for (i, *_), res in zip(code_jobs, results):
                 out[i] = CORRECT if res.passed else INCORRECT
     return out
 
