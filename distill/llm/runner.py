@@ -336,7 +336,7 @@ class ChatRunner:
         """After a failed attempt: True to try again (after the backoff), False when the request is done for."""
         last.message = redact(last.message, self.ep.secrets)
         self.stats.errors[last.kind] += 1
-        if refused >= REFUSED_ATTEMPTS and not self._any_success:
+        if refused >= min(REFUSED_ATTEMPTS, self.ep.retry.max_attempts) and not self._any_success:
             # a server that restarts mid-run is retried; one that never accepted a connection is not there
             last.fatal, last.message = True, (
                 f"nothing is listening at {self.ep.base_url} ('{self.ep.name}', model {self.ep.model!r}): connection "
