@@ -70,7 +70,7 @@ def test_nothing_listening_stops_within_seconds(tmp_path: Path) -> None:
     assert r.returncode == 2
     line = one_error_line(r.stderr)
     assert "nothing is listening" in line and "'t1'" in line and "base_url" in line
-    assert elapsed < 15, f"took {elapsed:.1f}s"
+    assert elapsed < 20, f"took {elapsed:.1f}s"  # interpreter start and imports included; was ~48 s
     s = json.loads((tmp_path / "run" / "collect" / "summary.json").read_text())
     assert s["stopped"] and "nothing is listening" in s["stopped"] and s["complete"] is False
 

@@ -9,6 +9,7 @@ checked against the worst case of everything in flight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -132,6 +133,7 @@ class ChatRunner:
         self._cooldown_until = 0.0
         self._consecutive_failures = 0
         self._stop: str | None = None
+        self._halted = asyncio.Event()
         self._fatal: str | None = None
         self._writes: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -190,6 +192,18 @@ class ChatRunner:
             raise RunStopped(self._fatal)
         s.stopped = self._stop or s.stopped
         return s
+
+    def _halt(self, reason: str, *, fatal: bool = False) -> None:
+        """Stop sending: requests not yet sent are counted not_sent; backoff sleeps end now."""
+        if fatal:
+            self._fatal = self._fatal or reason
+        self._stop = self._stop or reason
+        self._halted.set()
+
+    async def _sleep(self, delay: float) -> None:
+        """A backoff that ends early when the run stops (a stopped run must not wait out its retries)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._halted.wait(), delay)
 
     @property
     def _where(self) -> str:
@@ -274,7 +288,7 @@ class ChatRunner:
                    f"(this run ${b.spent:.4f}); a request could cost up to ${worst:.4f}")
             self.stats.stopped = msg
             if not b.could_fit(self._min_worst):
-                self._stop = self._stop or msg
+                self._halt(msg)
             return None
         return ticket, worst
 
@@ -297,7 +311,7 @@ class ChatRunner:
             attempt += 1
             wait = self._cooldown_until - time.monotonic()
             if wait > 0:
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
             est_tokens = est_prompt + self._max_out * n
             await self.limiter.acquire(est_tokens)
             self.stats.http_requests += 1
@@ -342,8 +356,7 @@ class ChatRunner:
                 f"nothing is listening at {self.ep.base_url} ('{self.ep.name}', model {self.ep.model!r}): connection "
                 f"refused {refused} times and no request has succeeded; start the server or fix `base_url`")
         if last.fatal:
-            self._fatal = self._fatal or last.message
-            self._stop = self._stop or last.message
+            self._halt(last.message, fatal=True)
             self.stats.failed += len(pending)
             on_result(req, None, last.message, False)
             return False
@@ -353,7 +366,7 @@ class ChatRunner:
             if last.retry_after is not None:
                 delay = max(delay, last.retry_after)
                 self._cooldown_until = max(self._cooldown_until, time.monotonic() + last.retry_after)
-            await asyncio.sleep(delay)
+            await self._sleep(delay)
             return True
         self._fail(req, pending, last, attempt, on_result)
         return False
@@ -404,8 +417,8 @@ class ChatRunner:
         on_result(ChatRequest(req.messages, list(pending), req.tag), None, msg, False)
         limit = self.ep.retry.max_consecutive_failures
         if self._consecutive_failures >= limit and not self._stop:
-            self._fatal = f"{self._consecutive_failures} requests in a row failed; stopping the run. Last error: {msg}"
-            self._stop = self._fatal
+            self._halt(f"{self._consecutive_failures} requests in a row failed; stopping the run. Last error: {msg}",
+                       fatal=True)
 
     def _records(self, resp: dict[str, Any], usage: dict[str, int], pending: dict[int, str], latency: float,
                  attempts: int) -> list[dict[str, Any]]:
