@@ -436,7 +436,7 @@ def run_eval(cfg: Any, run_root: Path, cache_path: Path, *, force: bool = False,
         cache.close()
     all_index = {**((read_summary(eval_dir) or {}).get("models") or {}), **index}
     top = base_summary("eval", fingerprint(sorted(all_index)), {"benchmarks": bench_cfg, "limit": ecfg.limit})
-    top.update(models=all_index, complete=all(v.get("complete") for v in all_index.values()),
+    top.update(models=all_index, complete=all(v.get("complete") for v in all_index.values()), spend=budget.summary(),
                wall_time_s=round(time.monotonic() - t_start, 3))
     eval_dir.mkdir(parents=True, exist_ok=True)
     write_json(eval_dir / "summary.json", top)

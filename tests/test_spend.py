@@ -171,3 +171,21 @@ def test_budget_without_max_tokens_refuses_to_start(tmp_path: Path, fake_server:
     line = one_error_line(r.stderr)
     assert "'t1'" in line and "max_tokens" in line
     assert srv.served() == []
+
+
+def test_eval_budget_counts_every_eval_run_in_the_ledger(tmp_path: Path, fake_server: Any) -> None:
+    srv = fake_server(completion_tokens=100)
+    bench = Path(__file__).parent / "fixtures" / "benchmarks" / "echo_numeric.jsonl"
+    cfg = tmp_path / "eval.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "e", "run_dir": str(tmp_path / "run"), "eval": {
+        "progress": False, "budget_usd": 0.5,
+        "models": [{"name": "teacher", "role": "teacher", "base_url": srv.base_url, "model": "gpt-4o-mini",
+                    "price": PRICE, "concurrency": 1}],
+        "benchmarks": [{"name": "echo", "kind": "local", "source": str(bench), "max_tokens": 128}]}}))
+    assert main(["eval", "-c", str(cfg)]) == 1  # the cap leaves items unanswered
+    first = billed(srv)
+    assert 0.2 < first <= 0.5
+    assert main(["eval", "-c", str(cfg), "--force"]) == 1
+    assert billed(srv) <= 0.5 + 1e-9, f"billed ${billed(srv):.4f} over the $0.5 eval cap across two runs"
+    spend = json.loads((tmp_path / "run" / "eval" / "summary.json").read_text())["spend"]
+    assert spend["cap_usd"] == 0.5 and spend["earlier_runs_usd"] == pytest.approx(first, abs=1e-6)
