@@ -122,6 +122,11 @@ class Budget:
             self._append(req=ticket, reserve=round(worst, 9))
         return ticket
 
+    @property
+    def in_flight(self) -> int:
+        """Reservations not yet settled."""
+        return len(self._tickets)
+
     def could_fit(self, worst: float) -> bool:
         """Whether `worst` fits once everything in flight has settled (spend only grows, so else it never will)."""
         return self.limit is None or self.total_spent + worst <= self.limit + 1e-12
@@ -129,6 +134,8 @@ class Budget:
     def settle(self, ticket: int, actual: float) -> None:
         """The request's real cost replaces its reservation; waiting requests get another try."""
         self.reserved -= self._tickets.pop(ticket)
+        if not self._tickets:
+            self.reserved = 0.0  # no float residue left to wait on
         self.spent += actual
         if actual > 0 or self.limit is not None:
             self._append(req=ticket, cost=round(actual, 9))

@@ -278,7 +278,7 @@ class ChatRunner:
         None: it can never fit (skipped; the run goes on while cheaper requests fit, and stops when none can)."""
         worst = self.price.cost(prompt_bound, self._max_out * n)
         while (ticket := self.budget.reserve(worst)) is None:
-            if self.budget.could_fit(worst) and self.budget.reserved > 0:
+            if self.budget.could_fit(worst) and self.budget.in_flight:
                 await self.budget.wait_for_settle()
                 if self._stop:
                     return None
