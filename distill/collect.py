@@ -19,10 +19,11 @@ from distill.errors import InputError
 from distill.estimate import EstimateConfig, estimate_teacher, print_estimate
 from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache, RunStats
 from distill.llm.batch import BatchCollector, BatchConfig
-from distill.llm.runner import Budget, estimate_prompt_tokens
+from distill.llm.budget import Budget, prompt_token_bound
+from distill.llm.errors import RunStopped
 from distill.progress import console, make_progress
 from distill.prompts import PromptSource, load_prompts
-from distill.rundir import base_summary, file_fingerprint, fingerprint, is_fresh, stage_output, write_json
+from distill.rundir import base_summary, file_fingerprint, fingerprint, is_fresh, run_lock, stage_output, write_json
 from distill.schema import Section, require_unique_names
 
 RECORD_COLUMNS = [
@@ -36,7 +37,9 @@ RECORD_COLUMNS = [
 class CollectConfig(Section):
     prompts: PromptSource
     teachers: list[EndpointConfig] = Field(min_length=1)
-    budget_usd: float | None = Field(default=None, gt=0, description="hard cap across all teachers")
+    budget_usd: float | None = Field(
+        default=None, gt=0, description="hard $ cap on everything collect spends in this run dir, over all teachers "
+        "and all runs (the ledger runs/<name>/spend.jsonl); needs max_tokens and a known price")
     output_format: Literal["parquet", "jsonl"] = "parquet"
     shard_size: int = Field(default=100_000, gt=0, description="records per output shard")
     progress: bool = True
@@ -93,11 +96,14 @@ async def _collect_batch(cfg: CollectConfig, ds: Any, cache: ResponseCache, stat
                 if r.request_key(req.messages) in in_flight:
                     continue
                 worst = r.price.batch_discount * r.price.cost(
-                    estimate_prompt_tokens(r.full_messages(req.messages)), r._max_out * len(missing))
-                if not r.budget.try_reserve(worst):  # the budget cap holds for batches too
+                    prompt_token_bound(r.full_messages(req.messages)), r._max_out * len(missing))
+                ticket = r.budget.reserve(worst)
+                if ticket is None:  # the budget cap holds for batches too
                     r.stats.not_sent += len(missing)
                     r.stats.stopped = f"budget_usd {cfg.budget_usd} reached before every request could be batched"
                     continue
+                # a batch's cost arrives hours later, maybe in another process: the ledger keeps its worst case
+                r.budget.settle(ticket, worst)
                 todo.append(sub)
         bc.advance_submissions()  # what a killed run recorded but did not submit
         bc.submit(todo)
@@ -155,9 +161,9 @@ def _longer(ep: EndpointConfig, factor: float) -> EndpointConfig:
     return ep.model_copy(update={"params": params})
 
 
-async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache, state_dir: Path
-                   ) -> tuple[list[ChatRunner], dict[str, ChatRunner], list[dict[str, Any]]]:
-    budget = Budget(cfg.budget_usd)
+async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache, state_dir: Path, budget: Budget
+                   ) -> tuple[list[ChatRunner], dict[str, ChatRunner], list[dict[str, Any]], RunStopped | None]:
+    """Every teacher's requests; a fatal stop comes back (not raised) so the stage still writes what it has."""
     failures: list[dict[str, Any]] = []
     runners = [ChatRunner(t, cache, budget=budget) for t in cfg.teachers]
     truncated: dict[str, list[ChatRequest]] = {r.ep.name: [] for r in runners}
@@ -201,19 +207,23 @@ async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache, state_dir:
         for r in runners:
             if r.ep.name in tasks:
                 progress.update(tasks[r.ep.name], completed=r.stats.requests_total, stats=_stats_text(r.stats, t0))
+        stopped = next((res for res in results if isinstance(res, RunStopped)), None)
         for res in results:
-            if isinstance(res, BaseException):
+            if isinstance(res, BaseException) and not isinstance(res, RunStopped):
                 raise res
         retries: dict[str, ChatRunner] = {}
         for r in runners:
             todo = truncated[r.ep.name]
-            if todo and r.ep.params.max_output_tokens:
+            if todo and r.ep.params.max_output_tokens and stopped is None:
                 retry = ChatRunner(_longer(r.ep, cfg.truncated_retry_factor), cache, budget=budget)
                 task = progress.add_task(f"retry truncated {r.ep.name}", total=sum(len(q.samples) for q in todo), stats="")
-                await retry.run(todo, on_result_for(retry))
+                try:
+                    await retry.run(todo, on_result_for(retry))
+                except RunStopped as err:
+                    stopped = err
                 progress.update(task, completed=retry.stats.requests_total, stats=_stats_text(retry.stats, t0))
                 retries[r.ep.name] = retry
-    return runners, retries, failures
+    return runners, retries, failures, stopped
 
 
 def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[ChatRunner],
@@ -285,19 +295,33 @@ def collect_fingerprint(cfg: CollectConfig) -> str:
 
 
 def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force: bool = False) -> dict[str, Any]:
-    """Run the collect stage; returns its summary (also written to stage_dir/summary.json)."""
+    """Run the collect stage; returns its summary (also written to stage_dir/summary.json).
+
+    One collector per run dir (a second one is refused, naming the holder's PID). A run stopped by a fatal error
+    still writes its records, summary.json (with `stopped`) and failures.jsonl, then raises `RunStopped`."""
+    with run_lock(stage_dir.parent, "collect", "`distill collect`"):
+        summary, stopped = _run_collect_locked(cfg, stage_dir, cache_path, force)
+    if stopped is not None:
+        raise stopped
+    return summary
+
+
+def _run_collect_locked(cfg: CollectConfig, stage_dir: Path, cache_path: Path, force: bool
+                        ) -> tuple[dict[str, Any], RunStopped | None]:
     t_start = time.monotonic()
     ds, prompt_stats = load_prompts(cfg.prompts)
     config_json = cfg.model_dump(mode="json")
     fp = collect_fingerprint(cfg)
     if not force and is_fresh(stage_dir, fp):
         console.print(f"collect: up to date in {stage_dir} (use --force to re-run)")
-        return json.loads((stage_dir / "summary.json").read_text())
+        return json.loads((stage_dir / "summary.json").read_text()), None
     if prompt_stats["duplicates"]:
-        console.print(f"[yellow]collect: {prompt_stats['duplicates']} duplicate prompts (same id) skipped")
+        console.print(f"[yellow]collect: {prompt_stats['duplicates']} duplicate prompts (same id and text) skipped")
     cache = ResponseCache(cache_path)
+    budget = Budget.open(stage_dir.parent, "collect", cfg.budget_usd)
     try:
-        runners, retries, failures = asyncio.run(_collect(cfg, ds, cache, stage_dir.parent / "collect-batches"))
+        runners, retries, failures, stopped = asyncio.run(
+            _collect(cfg, ds, cache, stage_dir.parent / "collect-batches", budget))
         total = RunStats()
         for r in [*runners, *retries.values()]:
             total.merge(r.stats)
@@ -306,6 +330,8 @@ def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force:
             total.requests_total -= r.stats.requests_total
             total.failed -= r.stats.failed
             total.not_sent -= r.stats.not_sent
+        if stopped is not None:
+            total.stopped = str(stopped)
         with stage_output(stage_dir) as out:
             written, dropped, statuses = _export(cfg, ds, cache, runners, retries, out)
             with (out / "failures.jsonl").open("w") as f:
@@ -314,7 +340,7 @@ def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force:
             summary = base_summary("collect", fp, config_json)
             summary.update(total.summary())
             summary.update(
-                complete=total.failed == 0 and total.not_sent == 0,
+                complete=total.failed == 0 and total.not_sent == 0 and stopped is None,
                 prompts=len(ds),
                 duplicate_prompts=prompt_stats["duplicates"],
                 records=written,
@@ -322,11 +348,13 @@ def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force:
                 reasoning_status=statuses,
                 length_retries={name: r.stats.summary() for name, r in retries.items()},
                 cache_path=str(cache_path),
+                spend=budget.summary(),
                 per_teacher={r.ep.name: {**r.stats.summary(), "price_known": r.price.known} for r in runners},
                 wall_time_s=round(time.monotonic() - t_start, 3),
             )
             write_json(out / "summary.json", summary)
     finally:
+        budget.close()
         cache.close()
     for r in runners:
         if not r.price.known:
@@ -335,19 +363,23 @@ def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force:
     if statuses.get("unknown"):
         console.print(f"[yellow]collect: {statuses['unknown']} answers carried a reasoning trace in a shape distill "
                       "does not read; each message is kept whole in the `raw` column (reasoning_status=unknown)")
-    if total.stopped:
+    if total.stopped and stopped is None:
         console.print(f"[yellow]collect stopped early: {total.stopped}")
-    return summary
+    return summary, stopped
 
 
 def run_estimate(cfg: CollectConfig, out_file: Path, cache_path: Path) -> list[dict[str, Any]]:
-    """The dry run: print and save the estimate; sends only the pilot requests."""
+    """The dry run: print and save the estimate; sends only the pilot requests (paid, so counted in the ledger
+    and held to budget_usd like any collect spend)."""
     ds, _ = load_prompts(cfg.prompts)
-    cache = ResponseCache(cache_path)
-    try:
-        rows = [estimate_teacher(t, ds, cache, cfg.estimate) for t in cfg.teachers]
-    finally:
-        cache.close()
+    with run_lock(out_file.parent, "collect", "`distill collect`"):
+        cache = ResponseCache(cache_path)
+        budget = Budget.open(out_file.parent, "collect", cfg.budget_usd)
+        try:
+            rows = [estimate_teacher(t, ds, cache, cfg.estimate, budget) for t in cfg.teachers]
+        finally:
+            budget.close()
+            cache.close()
     print_estimate(rows)
     out_file.parent.mkdir(parents=True, exist_ok=True)
     write_json(out_file, {"stage": "estimate", "teachers": rows})

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from distill.errors import DistillError
 from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache
+from distill.llm.budget import Budget
 from distill.llm.pricing import Price
 from distill.llm.runner import estimate_prompt_tokens
 from distill.progress import console
@@ -81,8 +82,10 @@ def _pilot_indices(n_uncached: int, k: int) -> list[int]:
     return sorted({round(i * (n_uncached - 1) / max(k - 1, 1)) for i in range(k)})
 
 
-def estimate_teacher(ep: EndpointConfig, ds: Any, cache: ResponseCache, est: EstimateConfig) -> dict[str, Any]:
-    runner = ChatRunner(ep, cache)
+def estimate_teacher(ep: EndpointConfig, ds: Any, cache: ResponseCache, est: EstimateConfig,
+                     budget: Budget | None = None) -> dict[str, Any]:
+    """One teacher's estimate; the pilot's spend goes to `budget` (the collect stage's ledger and cap)."""
+    runner = ChatRunner(ep, cache, budget=budget)
     if not runner.price.known:
         raise DistillError(
             f"no price for model {ep.model!r} (teacher '{ep.name}'): set `price: {{prompt: X, completion: Y}}` "

@@ -333,7 +333,7 @@ def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, ru
         out = []
         for lb in loaded:
             ep = _endpoint_for(m, lb, ecfg, base_url, model_id)
-            r = (_CacheIdentityRunner(ep, cache, identity, budget=budget) if identity
+            r = (_CacheIdentityRunner(ep, cache, identity) if identity  # served here: not paid per token
                  else ChatRunner(ep, cache, budget=budget))
             out.append((lb, r))
         return out
@@ -432,7 +432,7 @@ def run_eval(cfg: Any, run_root: Path, cache_path: Path, *, force: bool = False,
     loaded = load_benchmarks(ecfg, run_root)
     bench_cfg = [b.model_dump(mode="json") for b in ecfg.benchmarks]
     eval_dir = run_root / "eval"
-    budget = Budget(ecfg.budget_usd)
+    budget = Budget.open(run_root, "eval", ecfg.budget_usd)  # the run dir's ledger: the cap counts every run
     index: dict[str, Any] = {}
     cache = ResponseCache(cache_path)
     try:
@@ -450,10 +450,11 @@ def run_eval(cfg: Any, run_root: Path, cache_path: Path, *, force: bool = False,
                              "scores": {b: v["score"] for b, v in summary["benchmarks"].items()},
                              "usd_per_1m_output_tokens": (summary.get("cost") or {}).get("usd_per_1m_output_tokens")}
     finally:
+        budget.close()
         cache.close()
     all_index = {**((read_summary(eval_dir) or {}).get("models") or {}), **index}
     top = base_summary("eval", fingerprint(sorted(all_index)), {"benchmarks": bench_cfg, "limit": ecfg.limit})
-    top.update(models=all_index, complete=all(v.get("complete") for v in all_index.values()),
+    top.update(models=all_index, complete=all(v.get("complete") for v in all_index.values()), spend=budget.summary(),
                wall_time_s=round(time.monotonic() - t_start, 3))
     eval_dir.mkdir(parents=True, exist_ok=True)
     write_json(eval_dir / "summary.json", top)

@@ -37,6 +37,9 @@ class PromptSource(BaseModel):
     reference_field: str | None = Field(default=None, description="column with the reference answer (kept for curate)")
     system_prompt: str | None = None
     limit: int | None = Field(default=None, gt=0)
+    duplicate_ids: Literal["error", "keep"] = Field(
+        default="error", description="an id repeated with different text: an error, or keep both (the later as "
+        "'<id>#<k>', its k-th occurrence)")
 
     @model_validator(mode="after")
     def _one_way(self) -> PromptSource:
@@ -61,10 +64,40 @@ def _detect_format(src: PromptSource) -> str:
     return "hf"
 
 
-def _rows_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
+def _opener(path: Path) -> Any:
+    return gzip.open if path.suffix == ".gz" else open
+
+
+def _not_utf8(path: Path, lineno: int, line: bytes, offset: int, err: UnicodeDecodeError) -> InputError:
+    """The one line a user needs for a file that is not UTF-8: where, and which bytes."""
+    bad = line[err.start : err.start + 4]
+    return InputError(f"{path}:{lineno}: not UTF-8 text: byte 0x{bad[0]:02x} at byte offset {offset + err.start} "
+                      f"of the file (column {err.start + 1} of the line{', uncompressed' if path.suffix == '.gz' else ''}); "
+                      "save the file as UTF-8")
+
+
+def _first_bad_utf8(path: Path) -> InputError | None:
+    """Scan for the first line that is not UTF-8 (only after a decode error, to name where it is)."""
+    offset = 0
+    with _opener(path)(path, "rb") as f:
         for lineno, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return _not_utf8(path, lineno, line, offset, e)
+            offset += len(line)
+    return None
+
+
+def _rows_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    offset = 0
+    with _opener(path)(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _not_utf8(path, lineno, raw, offset, e) from None
+            offset += len(raw)
             if not line.strip():
                 continue
             try:
@@ -77,10 +110,13 @@ def _rows_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 
 def _rows_csv(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        for row in reader:
-            yield f"{path}:{reader.line_num}", dict(row)
+    try:
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f, delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
+            for row in reader:
+                yield f"{path}:{reader.line_num}", dict(row)
+    except UnicodeDecodeError:
+        raise (_first_bad_utf8(path) or InputError(f"{path}: not UTF-8 text; save the file as UTF-8")) from None
 
 
 def _rows_parquet(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -180,14 +216,17 @@ def prompt_id_for(messages: list[dict[str, str]]) -> str:
 
 
 def load_prompts(src: PromptSource) -> tuple[Any, dict[str, int]]:
-    """Read a prompt source into a `datasets.Dataset`; duplicates (same id) are dropped and counted."""
+    """Read a prompt source into a `datasets.Dataset`; duplicates (same id, same text) are dropped and counted.
+    An id repeated with different text is an error naming both lines (or, with duplicate_ids: keep, kept as
+    '<id>#2', ...). The same text under two ids stays two prompts; collect asks it once."""
     import datasets
 
     if src.template:
         fields = [f for _, f, _, _ in string.Formatter().parse(src.template) if f]
         if not fields:
             raise InputError(f"prompts.template: {src.template!r} names no field (write e.g. '{{question}}')")
-    seen: set[str] = set()
+    seen: dict[str, tuple[str, str]] = {}  # prompt id -> (where it first was, hash of its messages)
+    repeats: dict[str, int] = {}
     cols: dict[str, list[Any]] = {"prompt_id": [], "messages": [], "reference": [], "metadata": []}
     batches: list[pa.RecordBatch] = []
     stats = {"rows": 0, "duplicates": 0}
@@ -198,12 +237,20 @@ def load_prompts(src: PromptSource) -> tuple[Any, dict[str, int]]:
             if src.id_field not in row:
                 raise InputError(f"{where}: prompts.id_field {src.id_field!r} not found; the row has fields: {', '.join(map(str, row))}")
             pid = str(row[src.id_field])
+            digest = prompt_id_for(messages)
         else:
-            pid = prompt_id_for(messages)
+            pid = digest = prompt_id_for(messages)
         if pid in seen:
-            stats["duplicates"] += 1
-            continue
-        seen.add(pid)
+            first, first_digest = seen[pid]
+            if first_digest == digest:
+                stats["duplicates"] += 1
+                continue
+            if src.duplicate_ids == "error":
+                raise InputError(f"{where}: prompt id {pid!r} repeats {first} with different text; give each prompt "
+                                 "its own id, or set prompts.duplicate_ids: keep")
+            repeats[pid] = repeats.get(pid, 1) + 1
+            pid = f"{pid}#{repeats[pid]}"
+        seen[pid] = (where, digest)
         ref = None
         if src.reference_field:
             if src.reference_field not in row:

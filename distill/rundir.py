@@ -6,6 +6,7 @@ finished. A stage whose config and input fingerprint are unchanged is skipped un
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -15,10 +16,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from distill import __version__
-from distill.errors import InputError
+from distill.errors import DistillError, InputError
 
 SUMMARY = "summary.json"
 
@@ -117,3 +118,27 @@ def base_summary(stage: str, fp: str, config: Any) -> dict[str, Any]:
         "config": config,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def run_lock(run_root: Path, name: str, what: str) -> IO[str]:
+    """An exclusive lock on runs/<name>/.<name>.lock, held until the returned file is closed.
+
+    `flock` on an open file: the kernel drops it when the holder dies (even by kill -9), so a stale lock never
+    blocks the next run. The holder writes its PID into the file so that a refusal can name it."""
+    run_root = Path(run_root)
+    run_root.mkdir(parents=True, exist_ok=True)
+    path = run_root / f".{name}.lock"
+    f = path.open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip() or "unknown"
+        f.close()
+        raise DistillError(f"{run_root}: another {what} holds {path.name} (PID {pid}); wait for it to finish "
+                           f"or stop it") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f

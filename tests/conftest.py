@@ -44,7 +44,7 @@ def fake_server(tmp_path: Path) -> Iterator[Callable[..., FakeServer]]:
 
     def start(latency: float = 0.0, faults: dict[str, float] | None = None, api_key: str | None = None,
               hang: float = 60.0, retry_after: float = 0.05, completion_tokens: int | None = None,
-              batch_delay: float = 1.0, batch_expire: bool = False) -> FakeServer:
+              batch_delay: float = 1.0, batch_expire: bool = False, prompt_tokens: str = "words") -> FakeServer:
         log = tmp_path / f"served-{len(started)}.jsonl"
         cmd = [sys.executable, "-m", "distill.devtools.fake_openai", "--port", "0", "--log", str(log),
                "--latency", str(latency), "--hang", str(hang), "--retry-after", str(retry_after)]
@@ -54,7 +54,7 @@ def fake_server(tmp_path: Path) -> Iterator[Callable[..., FakeServer]]:
             cmd += ["--api-key", api_key]
         if completion_tokens is not None:
             cmd += ["--completion-tokens", str(completion_tokens)]
-        cmd += ["--batch-delay", str(batch_delay)] + (["--batch-expire"] if batch_expire else [])
+        cmd += ["--batch-delay", str(batch_delay), "--prompt-tokens", prompt_tokens] + (["--batch-expire"] if batch_expire else [])
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         line = proc.stdout.readline()

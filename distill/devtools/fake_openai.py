@@ -8,6 +8,7 @@ Faults (each a probability per attempt, drawn from a hash of the prompt and its 
 reproducible and every prompt eventually succeeds): rate_limit (429 + Retry-After), server_error (500),
 timeout (hangs), drop (connection closed mid-request), malformed (200 with a broken JSON body),
 empty_choices (200 with `choices: []`). `--api-key K` makes any other key get 401.
+`--prompt-tokens bytes` bills every prompt byte as a token (text that tokenizes 4x worse than chars/4).
 The first line printed is `PORT <n>`. Answers are deterministic: `Echo: <prompt> The answer is <len>.`
 A prompt containing `[reasoning:SHAPE]` gets a reasoning trace in that provider shape: reasoning_content
 (DeepSeek, older vLLM), reasoning (vLLM >= 0.11, OpenRouter), details (OpenRouter reasoning_details),
@@ -36,7 +37,7 @@ class FakeOpenAI:
     def __init__(self, latency: float = 0.0, faults: dict[str, float] | None = None, api_key: str | None = None,
                  log_path: str | None = None, hang_s: float = 60.0, retry_after: float = 0.05,
                  completion_tokens: int | None = None, model_name: str = "fake-model-0001",
-                 batch_delay: float = 1.0, batch_expire: bool = False):
+                 batch_delay: float = 1.0, batch_expire: bool = False, prompt_tokens: str = "words"):
         self.latency = latency
         self.faults = faults or {}
         self.api_key = api_key
@@ -51,6 +52,7 @@ class FakeOpenAI:
         self.batches: dict[str, dict[str, Any]] = {}
         self.batch_delay = batch_delay
         self.batch_expire = batch_expire
+        self.prompt_tokens = prompt_tokens
 
     def _log(self, **entry: Any) -> None:
         if self.log:
@@ -109,8 +111,10 @@ class FakeOpenAI:
             return web.json_response({"id": "x", "object": "chat.completion", "created": int(time.time()),
                                       "model": self.model_name, "choices": []})
         self.served += 1
-        self._log(key=key, attempt=attempt, status=200, kind="ok", n=int(body.get("n") or 1), prompt=prompt[:200])
-        return web.json_response(self.answer(body, f"chatcmpl-{key}-{attempt}"))
+        resp = self.answer(body, f"chatcmpl-{key}-{attempt}")
+        self._log(key=key, attempt=attempt, status=200, kind="ok", n=int(body.get("n") or 1), prompt=prompt[:200],
+                  prompt_tokens=resp["usage"]["prompt_tokens"], completion_tokens=resp["usage"]["completion_tokens"])
+        return web.json_response(resp)
 
     def answer(self, body: dict[str, Any], response_id: str) -> dict[str, Any]:
         """The deterministic chat completion for a request body (shared by /chat/completions and batches)."""
@@ -120,7 +124,10 @@ class FakeOpenAI:
         answer = f"Echo: {prompt} The answer is {len(prompt)}."
         if self.completion_tokens is not None:
             answer = " ".join(["tok"] * self.completion_tokens)
-        p_tok = sum(len(str(m.get("content", "")).split()) + 4 for m in messages)
+        if self.prompt_tokens == "bytes":  # the most a byte-level BPE could bill: 4x chars/4 on ASCII text
+            p_tok = sum(len(str(m.get("content", "")).encode()) + 4 for m in messages)
+        else:
+            p_tok = sum(len(str(m.get("content", "")).split()) + 4 for m in messages)
         c_tok = len(answer.split())
         max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
         finish = "stop"
@@ -304,7 +311,7 @@ def parse_faults(items: list[str]) -> dict[str, float]:
 async def serve(args: argparse.Namespace) -> None:
     fake = FakeOpenAI(args.latency, parse_faults(args.fault), args.api_key, args.log, args.hang,
                       args.retry_after, args.completion_tokens, batch_delay=args.batch_delay,
-                      batch_expire=args.batch_expire)
+                      batch_expire=args.batch_expire, prompt_tokens=args.prompt_tokens)
     runner = web.AppRunner(fake.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=4096)
@@ -324,6 +331,8 @@ def main() -> None:
     ap.add_argument("--hang", type=float, default=60.0, help="how long a 'timeout' fault hangs")
     ap.add_argument("--retry-after", type=float, default=0.05, help="Retry-After seconds sent with 429")
     ap.add_argument("--completion-tokens", type=int, default=None, help="fixed answer length in tokens")
+    ap.add_argument("--prompt-tokens", choices=("words", "bytes"), default="words",
+                    help="usage.prompt_tokens: words + 4 per message, or UTF-8 bytes + 4 (a tokenizer's worst case)")
     ap.add_argument("--batch-delay", type=float, default=1.0, help="seconds until a batch completes")
     ap.add_argument("--batch-expire", action="store_true", help="batches expire with half their requests undone")
     args = ap.parse_args()

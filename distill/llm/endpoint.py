@@ -80,6 +80,19 @@ class EndpointConfig(_Strict):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/")
 
+    @field_validator("api_key")
+    @classmethod
+    def _key(cls, v: SecretStr) -> SecretStr:
+        """A key with a line break or a non-ASCII character cannot go into an HTTP header: say so now, without
+        the key (the HTTP client would fail every attempt, after retries, with an unrelated-looking error)."""
+        key = v.get_secret_value()
+        bad = next((i for i, ch in enumerate(key) if not (32 <= ord(ch) < 127)), None)
+        if bad is not None:
+            what = {"\n": "a line feed", "\r": "a carriage return"}.get(key[bad], "a non-ASCII or control character")
+            raise ValueError(f"the API key is malformed: {what} at character {bad + 1} of {len(key)} (check the "
+                             "environment variable or .env entry it comes from; a key is printable ASCII)")
+        return v
+
     @property
     def secrets(self) -> tuple[str, ...]:
         key = self.api_key.get_secret_value()

@@ -25,6 +25,18 @@ class Failure:
     fatal: bool  # stops the run: the config is wrong, no request can succeed
     message: str
     retry_after: float | None = None
+    refused: bool = False  # the connection was refused: the request never reached a server
+
+
+def _refused(err: BaseException) -> bool:
+    cause: BaseException | None = err
+    for _ in range(6):
+        if cause is None:
+            return False
+        if isinstance(cause, ConnectionRefusedError):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def _retry_after(err: openai.APIStatusError) -> float | None:
@@ -57,11 +69,12 @@ def classify(err: BaseException, endpoint_name: str, base_url: str, model: str) 
         # the SDK's aiohttp transport reports refused and dropped connections as (connect) timeouts
         refused = _connection_cause(err)
         if refused is not None:
-            return Failure("connection", True, False, f"cannot reach {where}: {refused}")
+            return Failure("connection", True, False, f"cannot reach {where}: {refused}", refused=_refused(err))
         return Failure("timeout", True, False, f"request to {where} timed out")
     if isinstance(err, openai.APIConnectionError):
         cause = err.__cause__ or err
-        return Failure("connection", True, False, f"cannot reach {where}: {type(cause).__name__}: {cause}")
+        return Failure("connection", True, False, f"cannot reach {where}: {type(cause).__name__}: {cause}",
+                       refused=_refused(err))
     if isinstance(err, openai.APIStatusError):
         code = err.status_code
         body = str(err.message)[:300]

@@ -9,6 +9,7 @@ checked against the worst case of everything in flight.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -20,6 +21,7 @@ from typing import Any
 import openai
 
 from distill.errors import redact
+from distill.llm.budget import Budget, output_token_bound, prompt_token_bound, require_cap_inputs
 from distill.llm.cache import ResponseCache, request_key, sample_key
 from distill.llm.endpoint import EndpointConfig
 from distill.llm.errors import EmptyChoices, Failure, RunStopped, classify
@@ -27,7 +29,10 @@ from distill.llm.parse import parse_message, usage_fields
 from distill.llm.pricing import Price, price_for
 from distill.llm.ratelimit import RateLimiter
 
-ASSUMED_MAX_OUTPUT = 4096  # worst-case output when no max_tokens is set (budget and TPM estimates)
+ASSUMED_MAX_OUTPUT = 4096  # output assumed for TPM pacing when no max_tokens is set (a capped run refuses instead)
+REFUSED_ATTEMPTS = 3  # a request refused this many times before any request succeeded: nothing is listening
+# failures after which the provider may still have run (and billed) the request: charged at their worst case
+MAYBE_BILLED = frozenset({"timeout", "malformed", "empty_choices", "other", "connection"})
 
 
 @dataclass
@@ -97,30 +102,9 @@ class RunStats:
         }
 
 
-class Budget:
-    """A hard $ cap shared by all runners of a stage: each request reserves its worst case before it is sent."""
-
-    def __init__(self, limit_usd: float | None):
-        self.limit = limit_usd
-        self.spent = 0.0
-        self.reserved = 0.0
-
-    def try_reserve(self, worst: float) -> bool:
-        if self.limit is None:
-            return True
-        if self.spent + self.reserved + worst > self.limit + 1e-12:
-            return False
-        self.reserved += worst
-        return True
-
-    def settle(self, reserved: float, actual: float) -> None:
-        if self.limit is not None:
-            self.reserved -= reserved
-        self.spent += actual
-
-
 def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    """chars/4 + per-message overhead: only for rate limiting and budget reservations, never billed."""
+    """chars/4 + per-message overhead: only for rate limiting and estimates, never billed nor used for the cap
+    (that is `prompt_token_bound`)."""
     return sum(len(str(m.get("content") or "")) // 4 + 4 for m in messages) + 3
 
 
@@ -149,11 +133,19 @@ class ChatRunner:
         self._cooldown_until = 0.0
         self._consecutive_failures = 0
         self._stop: str | None = None
+        self._halted = asyncio.Event()
         self._fatal: str | None = None
         self._writes: list[tuple[list[dict[str, Any]], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
-        max_out = endpoint.params.max_output_tokens
-        self._max_out = max_out if max_out is not None else ASSUMED_MAX_OUTPUT
+        self._inflight: dict[str, list[tuple[ChatRequest, list[str]]]] = {}  # request key -> same prompt waiting
+        self._any_success = False
+        self._last_error: str | None = None
+        bound = output_token_bound(self._body)
+        if self.budget.limit is not None:
+            require_cap_inputs(endpoint.name, endpoint.model, self.price.known, bound)
+        self._max_out = bound if bound is not None else ASSUMED_MAX_OUTPUT
+        # the cheapest request there can be: when not even this fits, nothing will
+        self._min_worst = self.price.cost(prompt_token_bound([{"role": "user", "content": ""}]), self._max_out)
 
     # -- keys ------------------------------------------------------------------------------------------------
     def full_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -170,7 +162,8 @@ class ChatRunner:
 
     # -- the run ---------------------------------------------------------------------------------------------
     async def run(self, requests: Iterable[ChatRequest], on_result: OnResult) -> RunStats:
-        """Send every request not in the cache; returns stats. Raises `RunStopped` on a fatal error."""
+        """Send every request not in the cache; returns stats. Raises `RunStopped` on a fatal error, and when
+        requests failed and none succeeded (a model that never answered must not score 0%)."""
         client = openai.AsyncOpenAI(
             base_url=self.ep.base_url,
             api_key=self.ep.api_key.get_secret_value(),
@@ -179,7 +172,7 @@ class ChatRunner:
             default_headers=self.ep.headers or None,
             http_client=openai.DefaultAioHttpClient(timeout=self.ep.timeout_s),
         )
-        queue: asyncio.Queue[tuple[ChatRequest, list[str]] | None] = asyncio.Queue(maxsize=2 * self.ep.concurrency)
+        queue: asyncio.Queue[tuple[ChatRequest, list[str], str] | None] = asyncio.Queue(maxsize=2 * self.ep.concurrency)
         workers = [asyncio.create_task(self._worker(client, queue, on_result)) for _ in range(self.ep.concurrency)]
         try:
             await self._produce(requests, queue, on_result)
@@ -191,19 +184,39 @@ class ChatRunner:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
             await client.close()
+        s = self.stats
+        if not self._fatal and s.failed and not (s.completed or s.from_cache):
+            self._fatal = f"no request to {self._where} succeeded ({s.failed} failed). Last error: {self._last_error}"
         if self._fatal:
-            self.stats.stopped = self._fatal
+            s.stopped = self._fatal
             raise RunStopped(self._fatal)
-        self.stats.stopped = self._stop
-        return self.stats
+        s.stopped = self._stop or s.stopped
+        return s
+
+    def _halt(self, reason: str, *, fatal: bool = False) -> None:
+        """Stop sending: requests not yet sent are counted not_sent; backoff sleeps end now."""
+        if fatal:
+            self._fatal = self._fatal or reason
+        self._stop = self._stop or reason
+        self._halted.set()
+
+    async def _sleep(self, delay: float) -> None:
+        """A backoff that ends early when the run stops (a stopped run must not wait out its retries)."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._halted.wait(), delay)
+
+    @property
+    def _where(self) -> str:
+        return f"'{self.ep.name}' ({self.ep.base_url}, model {self.ep.model!r})"
 
     async def _produce(self, requests: Iterable[ChatRequest], queue: asyncio.Queue, on_result: OnResult) -> None:
         batch: list[ChatRequest] = []
 
         async def flush() -> None:
-            keys = [self.sample_keys(r.messages, r.samples) for r in batch]
+            rks = [self.request_key(r.messages) for r in batch]
+            keys = [[sample_key(rk, i) for i in r.samples] for r, rk in zip(batch, rks, strict=True)]
             cached = self.cache.get_many([k for ks in keys for k in ks])
-            for req, ks in zip(batch, keys, strict=True):
+            for req, ks, rk in zip(batch, keys, rks, strict=True):
                 self.stats.requests_total += len(ks)
                 if self._stop:
                     self.stats.not_sent += len(ks)
@@ -216,7 +229,12 @@ class ChatRunner:
                 missing = [(i, k) for i, k in zip(req.samples, ks, strict=True) if k not in cached]
                 if hits:
                     on_result(ChatRequest(req.messages, [r["sample_index"] for r in hits], req.tag), hits, None, True)
-                await queue.put((ChatRequest(req.messages, [i for i, _ in missing], req.tag), [k for _, k in missing]))
+                sub = ChatRequest(req.messages, [i for i, _ in missing], req.tag)
+                if rk in self._inflight:  # the same prompt (under another id) is on its way: ask it once
+                    self._inflight[rk].append((sub, [k for _, k in missing]))
+                    continue
+                self._inflight[rk] = []
+                await queue.put((sub, [k for _, k in missing], rk))
             batch.clear()
 
         for req in requests:
@@ -231,35 +249,69 @@ class ChatRunner:
             item = await queue.get()
             if item is None:
                 return
-            req, keys = item
+            req, keys, rk = item
             if self._stop:
                 self.stats.not_sent += len(keys)
+            else:
+                await self._one(client, req, keys, on_result)
+            for freq, fkeys in self._inflight.pop(rk, []):
+                await self._follow(client, freq, fkeys, on_result)
+
+    async def _follow(self, client: openai.AsyncOpenAI, req: ChatRequest, keys: list[str], on_result: OnResult) -> None:
+        """A request whose prompt was just asked under another id: its answers are in the cache now (the same
+        request key), else (that request failed or asked fewer samples) it is sent itself."""
+        found = self.cache.get_many(keys)
+        hits = [found[k] for k in keys if k in found]
+        if hits:
+            self.stats.from_cache += len(hits)
+            on_result(ChatRequest(req.messages, [r["sample_index"] for r in hits], req.tag), hits, None, True)
+        rest = [(i, k) for i, k in zip(req.samples, keys, strict=True) if k not in found]
+        if not rest:
+            return
+        if self._stop:
+            self.stats.not_sent += len(rest)
+            return
+        await self._one(client, ChatRequest(req.messages, [i for i, _ in rest], req.tag), [k for _, k in rest], on_result)
+
+    async def _reserve(self, prompt_bound: int, n: int) -> tuple[int, float] | None:
+        """Reserve the request's worst case; while it does not fit, wait for requests in flight to settle.
+        None: it can never fit (skipped; the run goes on while cheaper requests fit, and stops when none can)."""
+        worst = self.price.cost(prompt_bound, self._max_out * n)
+        while (ticket := self.budget.reserve(worst)) is None:
+            if self.budget.could_fit(worst) and self.budget.in_flight:
+                await self.budget.wait_for_settle()
+                if self._stop:
+                    return None
                 continue
-            await self._one(client, req, keys, on_result)
+            b = self.budget
+            msg = (f"budget_usd {b.limit} reached: spent ${b.total_spent:.4f} over all runs of this stage "
+                   f"(this run ${b.spent:.4f}); a request could cost up to ${worst:.4f}")
+            self.stats.stopped = msg
+            if not b.could_fit(self._min_worst):
+                self._halt(msg)
+            return None
+        return ticket, worst
 
     async def _one(self, client: openai.AsyncOpenAI, req: ChatRequest, keys: list[str], on_result: OnResult) -> None:
         messages = self.full_messages(req.messages)
         pending = dict(zip(req.samples, keys, strict=True))
         est_prompt = estimate_prompt_tokens(messages)
-        attempt = 0
-        last: Failure | None = None
+        prompt_bound = prompt_token_bound(messages)
+        attempt = refused = 0
         while pending:
             if self._stop:
                 self.stats.not_sent += len(pending)
                 return
             n = len(pending)
-            worst = self.price.cost(est_prompt, self._max_out * n)
-            if not self.budget.try_reserve(worst):
-                self._stop = self._stop or (
-                    f"budget_usd {self.budget.limit} reached: spent ${self.budget.spent:.4f}, "
-                    f"${self.budget.reserved:.4f} in flight; the next request could cost up to ${worst:.4f}"
-                )
+            reserved = await self._reserve(prompt_bound, n)
+            if reserved is None:
                 self.stats.not_sent += n
                 return
+            ticket, worst = reserved
             attempt += 1
             wait = self._cooldown_until - time.monotonic()
             if wait > 0:
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
             est_tokens = est_prompt + self._max_out * n
             await self.limiter.acquire(est_tokens)
             self.stats.http_requests += 1
@@ -267,34 +319,22 @@ class ChatRunner:
             try:
                 resp = await self._send(client, messages, n)
             except asyncio.CancelledError:
+                self.budget.settle(ticket, worst)  # sent, maybe billed
                 raise
             except Exception as err:  # noqa: BLE001 - every failure is classified below
-                self.budget.settle(worst, 0.0)
-                self.limiter.settle(est_tokens, 0)
                 last = classify(err, self.ep.name, self.ep.base_url, self.ep.model)
-                last.message = redact(last.message, self.ep.secrets)
-                self.stats.errors[last.kind] += 1
-                if last.fatal:
-                    self._fatal = self._fatal or last.message
-                    self._stop = self._stop or last.message
-                    self.stats.failed += len(pending)
-                    on_result(req, None, last.message, False)
-                    return
-                if last.retryable and attempt < self.ep.retry.max_attempts:
-                    delay = min(self.ep.retry.max_delay_s, self.ep.retry.base_delay_s * 2 ** (attempt - 1))
-                    delay *= 0.5 + random.random()  # jitter: do not retry in lockstep
-                    if last.retry_after is not None:
-                        delay = max(delay, last.retry_after)
-                        self._cooldown_until = max(self._cooldown_until, time.monotonic() + last.retry_after)
-                    await asyncio.sleep(delay)
+                self.budget.settle(ticket, worst if last.kind in MAYBE_BILLED and not last.refused else 0.0)
+                self.limiter.settle(est_tokens, 0)
+                refused += last.refused
+                if await self._retry_or_give_up(last, req, pending, attempt, refused, on_result):
                     continue
-                self._fail(req, pending, last, attempt, on_result)
                 return
             latency = time.monotonic() - t0
             usage = usage_fields(resp.get("usage"))
             records = self._records(resp, usage, pending, latency, attempt)
-            cost = self.price.cost(usage["prompt_tokens"], usage["completion_tokens"])
-            self.budget.settle(worst, cost)
+            # no usage reported: the bill is unknown, so the worst case is what counts against the cap
+            cost = self.price.cost(usage["prompt_tokens"], usage["completion_tokens"]) if resp.get("usage") else worst
+            self.budget.settle(ticket, cost)
             self.limiter.settle(est_tokens, usage["prompt_tokens"] + usage["completion_tokens"])
             await self._persist(records)
             # counted only now that the response is durable
@@ -302,7 +342,34 @@ class ChatRunner:
                 pending.pop(r["sample_index"])
             self.stats.count_response(len(records), usage, cost, latency)
             self._consecutive_failures = 0
+            self._any_success = True
             on_result(ChatRequest(req.messages, [r["sample_index"] for r in records], req.tag), records, None, False)
+
+    async def _retry_or_give_up(self, last: Failure, req: ChatRequest, pending: dict[int, str], attempt: int,
+                                refused: int, on_result: OnResult) -> bool:
+        """After a failed attempt: True to try again (after the backoff), False when the request is done for."""
+        last.message = redact(last.message, self.ep.secrets)
+        self.stats.errors[last.kind] += 1
+        if refused >= min(REFUSED_ATTEMPTS, self.ep.retry.max_attempts) and not self._any_success:
+            # a server that restarts mid-run is retried; one that never accepted a connection is not there
+            last.fatal, last.message = True, (
+                f"nothing is listening at {self.ep.base_url} ('{self.ep.name}', model {self.ep.model!r}): connection "
+                f"refused {refused} times and no request has succeeded; start the server or fix `base_url`")
+        if last.fatal:
+            self._halt(last.message, fatal=True)
+            self.stats.failed += len(pending)
+            on_result(req, None, last.message, False)
+            return False
+        if last.retryable and attempt < self.ep.retry.max_attempts:
+            delay = min(self.ep.retry.max_delay_s, self.ep.retry.base_delay_s * 2 ** (attempt - 1))
+            delay *= 0.5 + random.random()  # jitter: do not retry in lockstep
+            if last.retry_after is not None:
+                delay = max(delay, last.retry_after)
+                self._cooldown_until = max(self._cooldown_until, time.monotonic() + last.retry_after)
+            await self._sleep(delay)
+            return True
+        self._fail(req, pending, last, attempt, on_result)
+        return False
 
     async def _persist(self, records: list[dict[str, Any]]) -> None:
         """Group commit: responses that arrive together share one SQLite transaction; each caller resumes only
@@ -346,11 +413,12 @@ class ChatRunner:
         self.stats.failed += len(pending)
         self._consecutive_failures += 1
         msg = f"{failure.message} (gave up after {attempts} attempt{'s' if attempts > 1 else ''})"
+        self._last_error = msg
         on_result(ChatRequest(req.messages, list(pending), req.tag), None, msg, False)
         limit = self.ep.retry.max_consecutive_failures
         if self._consecutive_failures >= limit and not self._stop:
-            self._fatal = f"{self._consecutive_failures} requests in a row failed; stopping the run. Last error: {msg}"
-            self._stop = self._fatal
+            self._halt(f"{self._consecutive_failures} requests in a row failed; stopping the run. Last error: {msg}",
+                       fatal=True)
 
     def _records(self, resp: dict[str, Any], usage: dict[str, int], pending: dict[int, str], latency: float,
                  attempts: int) -> list[dict[str, Any]]:
