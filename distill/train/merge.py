@@ -44,7 +44,7 @@ def _load_base(base: str, precision: str, qlora: bool) -> Any:
     model = AutoModelForCausalLM.from_pretrained(base, quantization_config=qlora_quant_config(precision),
                                                  device_map={"": 0}, dtype=dtype)
     # transformers' dequantize: bitsandbytes' dequantize_4bit on every Linear4bit, then drops quantization_config
-    return model.dequantize(dtype=dtype)
+    return model.dequantize().to(dtype)  # no dtype argument: transformers 4.x's dequantize() takes none
 
 
 def end_of_turn_ids(tokenizer: Any) -> list[int]:
