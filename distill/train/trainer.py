@@ -375,8 +375,16 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
     }
     if not main:
         return summary | {"not_main_process": True}
+    write_outputs(cfg, tok, precision, work, out_dir, summary, t0)
+    return summary
+
+
+def write_outputs(cfg: TrainConfig, tok: Any, precision: str, work: Path, out_dir: Path, summary: dict[str, Any],
+                  t0: float) -> None:
+    """Rank 0: the stage dir (adapter and/or merged model, tensorboard, summary.json), then the work dir cleanup."""
     from distill.train.merge import finish_merged, merge_in_fresh_process
 
+    final_dir = work / "final"
     with stage_output(out_dir) as tmp:
         if cfg.method == "full":
             shutil.copytree(final_dir, tmp / "merged")
@@ -395,4 +403,3 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
     shutil.rmtree(final_dir, ignore_errors=True)
     if not cfg.keep_checkpoints:
         shutil.rmtree(work, ignore_errors=True)
-    return summary
