@@ -72,3 +72,22 @@ def test_flash_attention_without_the_package_is_one_clear_error() -> None:
 def test_lora_under_ddp_does_not_search_for_unused_parameters() -> None:
     assert ddp_find_unused("lora") is False and ddp_find_unused("qlora") is False
     assert ddp_find_unused("full") is None  # transformers' own choice (False with gradient checkpointing)
+
+
+def test_fsdp_checkpoints_sharded_and_the_final_save_switches_to_full() -> None:
+    from pathlib import Path
+
+    import yaml
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    from distill.train.trainer import full_state_dict
+
+    conf = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs/accelerate/fsdp.yaml").read_text())
+    fsdp = conf["fsdp_config"]
+    assert fsdp["fsdp_state_dict_type"] == "SHARDED_STATE_DICT", "checkpoints: every rank writes its own shard"
+    plugin = FullyShardedDataParallelPlugin(fsdp_version=fsdp["fsdp_version"],
+                                            state_dict_type=fsdp["fsdp_state_dict_type"])
+    assert "SHARDED_STATE_DICT" in str(plugin.state_dict_type)
+    full_state_dict(plugin)
+    assert "FULL_STATE_DICT" in str(plugin.state_dict_type)  # what Trainer.save_model checks before gathering
+    assert type(plugin.state_dict_config).__name__ == "FullStateDictConfig" and plugin.state_dict_config.rank0_only

@@ -201,8 +201,15 @@ def save_final(trainer: Any, final_dir: Path) -> None:
     """The final weights as one full state dict. Under FSDP the checkpoints during training are sharded (each rank
     writes its own shard: fsdp.yaml's SHARDED_STATE_DICT); only this last save gathers the whole model."""
     if getattr(trainer, "is_fsdp_enabled", False):
-        trainer.accelerator.state.fsdp_plugin.set_state_dict_type("FULL_STATE_DICT")
+        full_state_dict(trainer.accelerator.state.fsdp_plugin)
     trainer.save_model(str(final_dir))
+
+
+def full_state_dict(plugin: Any) -> None:
+    """Switch accelerate's FSDP plugin to one gathered state dict (Trainer.save_model reads `state_dict_type`);
+    the sharded configs are dropped so the plugin sets full ones (rank 0 only, offloaded to CPU)."""
+    plugin.state_dict_config = plugin.optim_state_dict_config = None
+    plugin.set_state_dict_type("FULL_STATE_DICT")
 
 
 def _losses(history: list[dict[str, Any]]) -> dict[str, Any]:
