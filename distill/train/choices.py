@@ -105,7 +105,7 @@ def check_attn_implementation(name: str | None, *, flash_attn_importable: bool |
         flash_attn_importable = flash_attn_available()
     if not flash_attn_importable:
         raise ConfigError("train.attn_implementation: flash_attention_2 needs the flash-attn package (CUDA only): "
-                          "pip install -e '.[flash-attn]' --no-build-isolation, or use sdpa")
+                          "pip install -c constraints.txt --no-build-isolation -e '.[flash-attn]', or use sdpa")
 
 
 def flash_attn_available() -> bool:
