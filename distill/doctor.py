@@ -51,8 +51,9 @@ def system_rows(cfg: Any) -> list[Row]:
     cuda = torch.cuda.is_available()
     needs_gpu = train is not None and (train.method == "qlora" or train.precision in ("fp16",))
     rows.append(Row("torch", torch.__version__, "ok"))
-    rows.append(Row("CUDA", f"{torch.version.cuda} ({torch.cuda.device_count()} GPU)" if cuda
-                    else f"not available (torch CUDA build: {torch.version.cuda})", _status(cuda, needs_gpu), needs_gpu))
+    found = (f"{torch.version.cuda} ({torch.cuda.device_count()} GPU)" if cuda
+             else f"not available (torch CUDA build: {torch.version.cuda})")
+    rows.append(Row("CUDA", found, _status(cuda, needs_gpu), needs_gpu))
     caps = []
     for i in range(torch.cuda.device_count() if cuda else 0):
         p = torch.cuda.get_device_properties(i)

@@ -36,7 +36,10 @@ def cuda_capability() -> tuple[int, int] | None:
     """Compute capability of GPU 0, or None without CUDA."""
     import torch
 
-    return tuple(torch.cuda.get_device_capability(0)) if torch.cuda.is_available() else None  # type: ignore[return-value]
+    if not torch.cuda.is_available():
+        return None
+    major, minor = torch.cuda.get_device_capability(0)
+    return major, minor
 
 
 def pick_precision(requested: str) -> str:
@@ -63,7 +66,7 @@ def local_rank(env: Mapping[str, str] | None = None) -> int:
 
 
 def qlora_device_map(env: Mapping[str, str] | None = None) -> dict[str, int]:
-    """Every 4-bit layer on this process's own GPU: the LOCAL rank (the global rank is past the GPU count on node 2+)."""
+    """Every 4-bit layer on this process's own GPU: the LOCAL rank (on node 2+ the global rank is past its GPUs)."""
     return {"": local_rank(env)}
 
 
