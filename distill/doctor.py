@@ -186,18 +186,32 @@ def template_row(cfg: Any) -> Row | None:
                f"{chk.examples} {source} rendered; end tokens in loss: {', '.join(chk.end_tokens)}", "ok", True)
 
 
-def sandbox_row(cfg: Any) -> Row:
-    """The code sandbox (HumanEval, code verification): a network namespace, else only the socket guard."""
-    from distill.sandbox import run_code
+def sandbox_modes(cfg: Any) -> set[str]:
+    """The sandbox modes the config's code checks surely run in: HumanEval, and curate's `verify.kind: code`."""
+    modes = set()
+    if cfg.eval is not None:
+        modes |= {str(b.options.get("sandbox", "bwrap")) for b in cfg.eval.benchmarks
+                  if (b.kind or b.name) == "humaneval"}
+    if cfg.curate is not None and cfg.curate.verify.enabled and cfg.curate.verify.kind == "code":
+        modes.add(cfg.curate.verify.sandbox)  # kind auto runs code only for records that carry tests: a warning
+    return modes
 
-    needed = cfg.eval is not None and any((b.kind or b.name) == "humaneval" for b in cfg.eval.benchmarks)
-    res = run_code("import os; print(os.environ.get('DISTILL_SANDBOX_NET'))", timeout_s=20)
-    mode = res.stdout.strip()
-    if not res.passed:
-        return Row("code sandbox", f"could not run code: {res.status}", _status(False, needed), needed)
-    if mode == "netns":
-        return Row("code sandbox", "runs; network namespace (unshare) isolates it", "ok", needed)
-    return Row("code sandbox", "runs; no network namespace (user namespaces off): socket guard only", "warn", needed)
+
+def sandbox_row(cfg: Any) -> Row:
+    """bubblewrap present AND able to build the sandbox here (a container may forbid its namespaces): one run."""
+    from distill.sandbox import bwrap_path, run_code
+
+    needed = "bwrap" in sandbox_modes(cfg)
+    path = bwrap_path()
+    if path is None:
+        return Row("sandbox (bwrap)", "bwrap not installed (apt-get install bubblewrap)", _status(False, needed),
+                   needed)
+    try:
+        res = run_code("print('ok')")
+    except DistillError as err:
+        return Row("sandbox (bwrap)", f"{path}: cannot build the sandbox: {str(err)[:160]}", _status(False, needed),
+                   needed)
+    return Row("sandbox (bwrap)", f"{path}: a confined run {res.status}", _status(res.passed, needed), needed)
 
 
 def run_doctor(cfg: Any) -> list[Row]:
