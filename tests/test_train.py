@@ -376,3 +376,54 @@ def test_flash_attention_without_flash_attn_is_one_error_line(student: Path, dat
     assert cli_main(["train", "-c", str(cfg_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "flash_attention_2 needs the flash-attn package" in err[0], err
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_vllm_stops_at_the_template_end_token_written_by_the_merge(student: Path, tmp_path: Path) -> None:
+    """A base that stops on another token (tokenizer, config and generation_config all say <|bos|>, as a Qwen2.5 base
+    says <|endoftext|>) whose greedy reply to the prompt is <|im_end|> at once: after the merge, vLLM stops there
+    only because the merge wrote <|im_end|> into generation_config.json."""
+    pytest.importorskip("vllm")
+    import shutil
+    import urllib.request
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill.serve import VLLMServer
+    from distill.train.merge import merge_in_fresh_process
+
+    base, adapter = tmp_path / "base", tmp_path / "adapter"
+    shutil.copytree(student, base)
+    conf = json.loads((base / "tokenizer_config.json").read_text())
+    (base / "tokenizer_config.json").write_text(json.dumps(conf | {"eos_token": "<|bos|>"}))
+    tok = AutoTokenizer.from_pretrained(str(base))
+    im_end, bos = tok.convert_tokens_to_ids("<|im_end|>"), tok.bos_token_id
+    msgs = [{"role": "user", "content": "What is 123 + 456?"}]
+    ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    model = AutoModelForCausalLM.from_pretrained(str(base))
+    with torch.no_grad():  # layers add nothing, so the last state is the norm of the last token's embedding ...
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        emb = model.get_input_embeddings().weight
+        x = emb[ids[0, -1]]
+        model.model.norm.weight.copy_(emb[im_end] * x / x.pow(2).mean().sqrt() * 10)  # ... aligned with <|im_end|>
+    model.config.eos_token_id = model.generation_config.eos_token_id = bos
+    model.save_pretrained(str(base))
+    assert model.generate(ids, max_new_tokens=1, do_sample=False)[0, -1].item() == im_end, "precondition"
+    get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM")).save_pretrained(
+        str(adapter))
+    tok.save_pretrained(str(adapter))
+    merged = merge_in_fresh_process(str(base), adapter, tmp_path / "merged", "fp32")
+    assert json.loads((merged / "generation_config.json").read_text())["eos_token_id"] == [bos, im_end]
+    with VLLMServer(merged, served_name="student", max_model_len=256, log_path=tmp_path / "vllm.log",
+                    extra_args=["--dtype", "float32", "--enforce-eager"]) as srv:
+        req = urllib.request.Request(
+            f"{srv.base_url}/chat/completions", headers={"Content-Type": "application/json"},
+            data=json.dumps({"model": "student", "messages": msgs, "max_tokens": 16, "temperature": 0}).encode())
+        with urllib.request.urlopen(req, timeout=120) as r:
+            body = json.loads(r.read())
+    assert body["choices"][0]["finish_reason"] == "stop" and body["usage"]["completion_tokens"] == 1, body
