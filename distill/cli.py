@@ -209,6 +209,27 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", default="pipelines/demo.yaml", help="pipeline YAML (default: pipelines/demo.yaml)")
+    p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+
+
+@command("doctor", "check this box against the config: GPU, bf16, flash-attn, vLLM, disk, teacher keys, template",
+         _doctor_args)
+def _doctor(args: argparse.Namespace) -> int:
+    from distill.doctor import doctor_summary, print_rows, run_doctor
+    from distill.rundir import write_json
+
+    cfg = _load(args)
+    rows = run_doctor(cfg)
+    print_rows(rows, f"distill doctor: {args.config}")
+    summary = doctor_summary(rows)
+    if args.json is not None:
+        write_json(args.json, summary)
+    print("doctor: ok" if summary["ok"] else f"doctor: missing what the config needs: {', '.join(summary['failed'])}")
+    return 0 if summary["ok"] else 1
+
+
 @command("demo", "the whole pipeline offline: serve the tiny teacher, collect, curate, train, serve, eval, report",
          _config_args)
 def _demo(args: argparse.Namespace) -> int:

@@ -312,3 +312,118 @@ def test_cli_check_prints_table_and_stops_on_a_template_trap(student: Path, data
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "20/20 examples have an empty assistant mask" in err[0]
     assert not (tmp_path / "run" / "train").exists(), "--check trains nothing"
+
+
+def test_warmup_is_explicit_steps_and_matches_the_trainers_step_count(student: Path, dataset_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    """An epoch-based run: our step count equals the Trainer's, and the LR ramps for ceil(ratio * steps) steps."""
+    from datasets import load_from_disk
+
+    from distill.train.template import load_tokenizer
+    from distill.train.trainer import build_trainer, encode_split
+
+    cfg = train_cfg(student, max_steps=None, epochs=2, batch_size=16, warmup_ratio=0.25, logging_steps=1,
+                    eval_fraction=0.0, learning_rate=1e-3, lr_scheduler="linear")
+    tok = load_tokenizer(cfg)
+    enc, _ = encode_split(tok, load_from_disk(str(dataset_dir))["train"].select(range(64)), cfg, "train")
+    trainer = build_trainer(cfg, enc, None, tok, tmp_path / "ckpt", "fp32")
+    assert trainer.args.warmup_steps == 2 and isinstance(trainer.args.warmup_steps, int)  # 8 steps * 0.25
+    assert trainer.args.ddp_find_unused_parameters is False, "LoRA: no unused-parameter search under DDP"
+    trainer.train()
+    assert trainer.state.max_steps == 8, "the Trainer counts the same 2 epochs x 4 batches"
+    lrs = [h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h]
+    # the LR each step used: 0, 1/2, then the peak after the 2 warmup steps, then the linear decay
+    assert lrs[:3] == pytest.approx([0.0, 5e-4, 1e-3]) and lrs[3:] == sorted(lrs[3:], reverse=True), lrs
+
+
+def test_merge_in_a_fresh_process_adds_the_templates_end_token_to_eos(student: Path, tmp_path: Path) -> None:
+    """A base whose generation_config stops on another token (Qwen2.5 base: <|endoftext|>, template: <|im_end|>)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill.train.merge import merge_in_fresh_process
+
+    tok = AutoTokenizer.from_pretrained(str(student))
+    base_dir, adapter_dir = tmp_path / "base", tmp_path / "adapter"
+    model = AutoModelForCausalLM.from_pretrained(str(student))
+    model.generation_config.eos_token_id = tok.pad_token_id
+    model.save_pretrained(str(base_dir))
+    tok.save_pretrained(str(base_dir))
+    get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM")).save_pretrained(
+        str(adapter_dir))
+    tok.save_pretrained(str(adapter_dir))
+    env_before = dict(os.environ)
+    os.environ.update(ACCELERATE_USE_DEEPSPEED="true", LOCAL_RANK="0", RANK="0", WORLD_SIZE="2")  # a launcher's env
+    try:
+        out = merge_in_fresh_process(str(base_dir), adapter_dir, tmp_path / "merged", "fp32")
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    eos = json.loads((out / "generation_config.json").read_text())["eos_token_id"]
+    assert eos == [tok.pad_token_id, tok.convert_tokens_to_ids("<|im_end|>")], eos
+    assert "{% generation %}" in AutoTokenizer.from_pretrained(str(out)).chat_template
+
+
+def test_flash_attention_without_flash_attn_is_one_error_line(student: Path, dataset_dir: Path, tmp_path: Path,
+                                                              capsys) -> None:
+    pytest.importorskip("torch")
+    if __import__("importlib").util.find_spec("flash_attn") is not None:
+        pytest.skip("flash-attn is installed here")
+    cfg_path = tmp_path / "p.yaml"
+    cfg_path.write_text(yaml.safe_dump({"name": "fa", "run_dir": str(tmp_path / "run"), "train": {
+        "student": str(student), "dataset": str(dataset_dir), "attn_implementation": "flash_attention_2"}}))
+    capsys.readouterr()
+    assert cli_main(["train", "-c", str(cfg_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "flash_attention_2 needs the flash-attn package" in err[0], err
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_vllm_stops_at_the_template_end_token_written_by_the_merge(student: Path, tmp_path: Path) -> None:
+    """A base that stops on another token (tokenizer, config and generation_config all say <|bos|>, as a Qwen2.5 base
+    says <|endoftext|>) whose greedy reply to the prompt is <|im_end|> at once: after the merge, vLLM stops there
+    only because the merge wrote <|im_end|> into generation_config.json."""
+    pytest.importorskip("vllm")
+    import shutil
+    import urllib.request
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from distill.serve import VLLMServer
+    from distill.train.merge import merge_in_fresh_process
+
+    base, adapter = tmp_path / "base", tmp_path / "adapter"
+    shutil.copytree(student, base)
+    conf = json.loads((base / "tokenizer_config.json").read_text())
+    (base / "tokenizer_config.json").write_text(json.dumps(conf | {"eos_token": "<|bos|>"}))
+    tok = AutoTokenizer.from_pretrained(str(base))
+    im_end, bos = tok.convert_tokens_to_ids("<|im_end|>"), tok.bos_token_id
+    msgs = [{"role": "user", "content": "What is 123 + 456?"}]
+    ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    model = AutoModelForCausalLM.from_pretrained(str(base))
+    with torch.no_grad():  # layers add nothing, so the last state is the norm of the last token's embedding ...
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        emb = model.get_input_embeddings().weight
+        x = emb[ids[0, -1]]
+        model.model.norm.weight.copy_(emb[im_end] * x / x.pow(2).mean().sqrt() * 10)  # ... aligned with <|im_end|>
+    model.config.eos_token_id = model.generation_config.eos_token_id = bos
+    model.save_pretrained(str(base))
+    assert model.generate(ids, max_new_tokens=1, do_sample=False)[0, -1].item() == im_end, "precondition"
+    get_peft_model(model, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM")).save_pretrained(
+        str(adapter))
+    tok.save_pretrained(str(adapter))
+    merged = merge_in_fresh_process(str(base), adapter, tmp_path / "merged", "fp32")
+    assert json.loads((merged / "generation_config.json").read_text())["eos_token_id"] == [bos, im_end]
+    with VLLMServer(merged, served_name="student", max_model_len=256, log_path=tmp_path / "vllm.log",
+                    extra_args=["--dtype", "float32", "--enforce-eager"]) as srv:
+        req = urllib.request.Request(
+            f"{srv.base_url}/chat/completions", headers={"Content-Type": "application/json"},
+            data=json.dumps({"model": "student", "messages": msgs, "max_tokens": 16, "temperature": 0}).encode())
+        with urllib.request.urlopen(req, timeout=120) as r:
+            body = json.loads(r.read())
+    assert body["choices"][0]["finish_reason"] == "stop" and body["usage"]["completion_tokens"] == 1, body

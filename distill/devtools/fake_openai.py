@@ -267,6 +267,8 @@ class FakeOpenAI:
                                   "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
 
     async def models(self, request: web.Request) -> web.Response:
+        if (err := self._auth_error(request)) is not None:  # as OpenAI's /v1/models: a wrong key is a 401
+            return err
         return web.json_response({"object": "list", "data": [{"id": self.model_name, "object": "model"}]})
 
     def app(self) -> web.Application:

@@ -17,23 +17,11 @@ from typing import Any
 from distill.errors import ConfigError, InputError
 from distill.hub import resolve_model
 from distill.rundir import base_summary, file_fingerprint, fingerprint, is_fresh, read_summary, stage_output, write_json
+from distill.train.choices import (batches_per_epoch, check_attn_implementation, count_params, ddp_find_unused,
+                                   model_dtype_name, pick_precision, qlora_device_map, total_steps, warmup_steps)
 from distill.train.config import TrainConfig
 from distill.train.data import load_splits, validate_messages
 from distill.train.template import IGNORE, TemplateCheck, check_template, encode, load_tokenizer, print_check, raise_on_problems
-
-
-def pick_precision(requested: str) -> str:
-    """bf16 where the GPU supports it, fp16 on older GPUs, fp32 on CPU (bf16 on CPU is ~20x slower here)."""
-    import torch
-
-    cuda = torch.cuda.is_available()
-    if requested == "auto":
-        if cuda:
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "fp32"
-    if requested == "fp16" and not cuda:
-        raise ConfigError("train.precision: fp16 needs a CUDA GPU; on CPU use fp32 (or auto)")
-    return requested
 
 
 def last_checkpoint(ckpt_dir: Path) -> Path | None:
@@ -80,10 +68,13 @@ def encode_split(tokenizer: Any, ds: Any, cfg: TrainConfig, name: str) -> tuple[
 
 
 def _load_model(cfg: TrainConfig, precision: str) -> Any:
+    """The student, loaded AFTER the training arguments exist: with them transformers' DeepSpeed link is set, so
+    ZeRO-3 (`zero3_init_flag`) loads every weight straight into its shard instead of a whole copy per rank."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    kwargs: dict[str, Any] = {}
+    check_attn_implementation(cfg.attn_implementation)
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, model_dtype_name(cfg.method, precision))}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
     if cfg.method == "qlora":
@@ -93,21 +84,10 @@ def _load_model(cfg: TrainConfig, precision: str) -> Any:
             import bitsandbytes  # noqa: F401
         except ImportError:
             raise ConfigError("train.method: qlora needs bitsandbytes: pip install -e '.[qlora]'") from None
-        from accelerate import PartialState
-        from transformers import BitsAndBytesConfig
+        from distill.train.merge import qlora_quant_config
 
-        compute = torch.bfloat16 if precision == "bf16" else torch.float16
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute
-        )
-        kwargs["device_map"] = {"": PartialState().process_index}
-        kwargs["dtype"] = compute
-    elif precision == "bf16":
-        kwargs["dtype"] = torch.bfloat16
-    elif precision == "fp16" and cfg.method == "lora":
-        kwargs["dtype"] = torch.float16
-    else:
-        kwargs["dtype"] = torch.float32
+        kwargs["quantization_config"] = qlora_quant_config(precision)
+        kwargs["device_map"] = qlora_device_map()
     try:
         return AutoModelForCausalLM.from_pretrained(cfg.student, **kwargs)
     except (OSError, ValueError) as err:
@@ -141,7 +121,7 @@ def sft_args(cfg: TrainConfig, output_dir: Path, precision: str, *, has_eval: bo
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
         lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,
+        warmup_steps=0,  # set from the run's step count in build_trainer (see set_warmup)
         weight_decay=cfg.weight_decay,
         max_grad_norm=cfg.max_grad_norm,
         max_length=cfg.max_length,
@@ -166,6 +146,7 @@ def sft_args(cfg: TrainConfig, output_dir: Path, precision: str, *, has_eval: bo
         assistant_only_loss=False,  # labels come pre-masked from `encode`
         completion_only_loss=False,
         shuffle_dataset=True,
+        ddp_find_unused_parameters=ddp_find_unused(cfg.method),
     )
     kw.update(overrides)
     return SFTConfig(**kw)
@@ -197,10 +178,38 @@ def build_trainer(cfg: TrainConfig, train_ds: Any, eval_ds: Any, tokenizer: Any,
     """An `SFTTrainer` over pre-tokenized splits (used by `run_train` and benchmarks/bench_train.py)."""
     from trl import SFTTrainer
 
+    args = sft_args(cfg, output_dir, precision, has_eval=eval_ds is not None, **arg_overrides)  # before the model
     model = _load_model(cfg, precision)
-    args = sft_args(cfg, output_dir, precision, has_eval=eval_ds is not None, **arg_overrides)
-    return SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                      processing_class=tokenizer, peft_config=_peft_config(cfg))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
+                         processing_class=tokenizer, peft_config=_peft_config(cfg))
+    if "warmup_steps" not in arg_overrides:
+        set_warmup(trainer, cfg)
+    return trainer
+
+
+def set_warmup(trainer: Any, cfg: TrainConfig) -> int:
+    """`warmup_ratio` of the run's optimizer steps as an integer `warmup_steps` (read when train() builds the
+    scheduler). Counted from the trainer's dataset (packed rows when packing) and its number of ranks."""
+    batches = batches_per_epoch(len(trainer.train_dataset), cfg.batch_size, trainer.args.world_size)
+    steps = total_steps(max_steps=cfg.max_steps, epochs=cfg.epochs, batches_per_epoch=batches,
+                        grad_accum=cfg.grad_accum)
+    trainer.args.warmup_steps = warmup_steps(steps, cfg.warmup_ratio)
+    return trainer.args.warmup_steps
+
+
+def save_final(trainer: Any, final_dir: Path) -> None:
+    """The final weights as one full state dict. Under FSDP the checkpoints during training are sharded (each rank
+    writes its own shard: fsdp.yaml's SHARDED_STATE_DICT); only this last save gathers the whole model."""
+    if getattr(trainer, "is_fsdp_enabled", False):
+        full_state_dict(trainer.accelerator.state.fsdp_plugin)
+    trainer.save_model(str(final_dir))
+
+
+def full_state_dict(plugin: Any) -> None:
+    """Switch accelerate's FSDP plugin to one gathered state dict (Trainer.save_model reads `state_dict_type`);
+    the sharded configs are dropped so the plugin sets full ones (rank 0 only, offloaded to CPU)."""
+    plugin.state_dict_config = plugin.optim_state_dict_config = None
+    plugin.set_state_dict_type("FULL_STATE_DICT")
 
 
 def _losses(history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -213,6 +222,11 @@ def _losses(history: list[dict[str, Any]]) -> dict[str, Any]:
         "eval_loss_final": evals[-1][1] if evals else None,
         "eval_curve": evals,
     }
+
+
+def _generation_eos(model_dir: Path) -> list[int]:
+    eos = json.loads((model_dir / "generation_config.json").read_text()).get("eos_token_id")
+    return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
 
 def dataset_path(cfg: TrainConfig, run_root: Path) -> Path:
@@ -264,6 +278,7 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
     if cfg.cpu_threads and not torch.cuda.is_available():
         torch.set_num_threads(cfg.cpu_threads)
     precision = pick_precision(cfg.precision)
+    check_attn_implementation(cfg.attn_implementation)  # fail before tokenizing, not after
     if cfg.method == "qlora" and not torch.cuda.is_available():
         raise ConfigError("train.method: qlora needs a CUDA GPU (bitsandbytes 4-bit); on CPU use method: lora")
     work = work_dir(out_dir)
@@ -318,10 +333,9 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
             console.print(f"train: resuming from {resume_from} (step {start_step})")
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     final_eval = trainer.evaluate() if eval_ds is not None else {}
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in trainer.model.parameters())
+    trainable, total = count_params(trainer.model.parameters())
     final_dir = work / "final"
-    trainer.save_model(str(final_dir))
+    save_final(trainer, final_dir)
     st = trainer.state
     packed_rows = len(trainer.train_dataset) if cfg.packing else None
     state.wait_for_everyone()
@@ -336,6 +350,8 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
         "dataset": str(dataset_dir),
         "method": cfg.method,
         "precision": precision,
+        "weights_dtype": model_dtype_name(cfg.method, precision),
+        "warmup_steps": trainer.args.warmup_steps,
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "world_size": state.num_processes,
         "trainable_params": trainable,
@@ -366,17 +382,27 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
     }
     if not main:
         return summary | {"not_main_process": True}
-    from distill.train.merge import merge_adapter
+    write_outputs(cfg, tok, precision, work, out_dir, summary, t0)
+    return summary
 
+
+def write_outputs(cfg: TrainConfig, tok: Any, precision: str, work: Path, out_dir: Path, summary: dict[str, Any],
+                  t0: float) -> None:
+    """Rank 0: the stage dir (adapter and/or merged model, tensorboard, summary.json), then the work dir cleanup."""
+    from distill.train.merge import finish_merged, merge_in_fresh_process
+
+    final_dir = work / "final"
     with stage_output(out_dir) as tmp:
         if cfg.method == "full":
             shutil.copytree(final_dir, tmp / "merged")
-            tok.save_pretrained(str(tmp / "merged"))
+            summary["eos_token_ids"] = finish_merged(tmp / "merged", tok)
         else:
             shutil.copytree(final_dir, tmp / "adapter")
             tok.save_pretrained(str(tmp / "adapter"))
             if cfg.merge:
-                merge_adapter(cfg.student, tmp / "adapter", tmp / "merged", tok, precision)
+                merge_in_fresh_process(cfg.student, tmp / "adapter", tmp / "merged", precision,
+                                       qlora=cfg.method == "qlora")
+                summary["eos_token_ids"] = _generation_eos(tmp / "merged")
         if (work / "tensorboard").is_dir():
             shutil.copytree(work / "tensorboard", tmp / "tensorboard")
         summary["wall_s"] = round(time.monotonic() - t0, 2)
@@ -384,4 +410,3 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
     shutil.rmtree(final_dir, ignore_errors=True)
     if not cfg.keep_checkpoints:
         shutil.rmtree(work, ignore_errors=True)
-    return summary
