@@ -7,12 +7,14 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from distill import sandbox
 from distill.errors import DistillError
 from distill.sandbox import Limits, bwrap_path, run_code
 
@@ -221,6 +223,7 @@ def test_syntax_error_is_an_error():
 def test_missing_bwrap_is_one_line_unless_unconfined(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                       capfd: pytest.CaptureFixture[str]):
     monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without bwrap, as on a machine that lacks it
+    monkeypatch.setattr(sandbox, "_warned", threading.Event())  # warned once per process: earlier tests may have
     with pytest.raises(DistillError) as err:
         run_code("print(1)")
     assert "\n" not in str(err.value) and "apt-get install bubblewrap" in str(err.value)
