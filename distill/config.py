@@ -22,6 +22,7 @@ from distill.errors import ConfigError
 from distill.evaluate import EvalConfig
 from distill.push import PushConfig
 from distill.report import ReportConfig
+from distill.rundir import RunLayout
 from distill.schema import Section
 from distill.serve import ServeConfig
 from distill.train.config import TrainConfig
@@ -48,7 +49,12 @@ class PipelineConfig(Section):
 
     @property
     def cache_file(self) -> Path:
-        return self.cache_path if self.cache_path is not None else self.root / "cache" / "llm.sqlite"
+        return self.layout.cache
+
+    @property
+    def layout(self) -> RunLayout:
+        """Every path of this run (runs/<name>/collect, .../train/merged, the cache, ...)."""
+        return RunLayout(self.root, self.cache_path)
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
