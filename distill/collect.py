@@ -7,7 +7,6 @@ Output: runs/<name>/collect/records-NNNNN.parquet (one row per prompt x teacher 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,7 +22,7 @@ from distill.llm.budget import Budget, prompt_token_bound
 from distill.llm.errors import RunStopped
 from distill.progress import console, make_progress
 from distill.prompts import PromptSource, load_prompts
-from distill.rundir import base_summary, file_fingerprint, fingerprint, is_fresh, run_lock, stage_output, write_json
+from distill.rundir import RunLayout, Stage, file_fingerprint, fingerprint, run_lock, write_json, write_jsonl
 from distill.schema import Section, require_unique_names
 
 RECORD_COLUMNS = [
@@ -248,9 +247,7 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Cha
         if cfg.output_format == "parquet":
             pq.write_table(pa.Table.from_pylist(rows), out / f"records-{shard:05d}.parquet")
         else:
-            with (out / f"records-{shard:05d}.jsonl").open("w", encoding="utf-8") as f:
-                for r in rows:
-                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            write_jsonl(out / f"records-{shard:05d}.jsonl", rows)
         shard += 1
         rows = []
 
@@ -294,34 +291,31 @@ def collect_fingerprint(cfg: CollectConfig) -> str:
     return fingerprint(cfg.model_dump(mode="json"), file_fingerprint(src) if src.exists() else cfg.prompts.path)
 
 
-def run_collect(cfg: CollectConfig, stage_dir: Path, cache_path: Path, *, force: bool = False) -> dict[str, Any]:
-    """Run the collect stage; returns its summary (also written to stage_dir/summary.json).
+def run_collect(cfg: CollectConfig, layout: RunLayout, *, force: bool = False) -> dict[str, Any]:
+    """Run the collect stage; returns its summary (also written to collect/summary.json).
 
     One collector per run dir (a second one is refused, naming the holder's PID). A run stopped by a fatal error
     still writes its records, summary.json (with `stopped`) and failures.jsonl, then raises `RunStopped`."""
-    with run_lock(stage_dir.parent, "collect", "`distill collect`"):
-        summary, stopped = _run_collect_locked(cfg, stage_dir, cache_path, force)
+    with run_lock(layout.root, "collect", "`distill collect`"):
+        summary, stopped = _run_collect_locked(cfg, layout, force)
     if stopped is not None:
         raise stopped
     return summary
 
 
-def _run_collect_locked(cfg: CollectConfig, stage_dir: Path, cache_path: Path, force: bool
+def _run_collect_locked(cfg: CollectConfig, layout: RunLayout, force: bool
                         ) -> tuple[dict[str, Any], RunStopped | None]:
     t_start = time.monotonic()
     ds, prompt_stats = load_prompts(cfg.prompts)
-    config_json = cfg.model_dump(mode="json")
-    fp = collect_fingerprint(cfg)
-    if not force and is_fresh(stage_dir, fp):
-        console.print(f"collect: up to date in {stage_dir} (use --force to re-run)")
-        return json.loads((stage_dir / "summary.json").read_text()), None
+    stage = Stage("collect", layout.collect, collect_fingerprint(cfg), cfg.model_dump(mode="json"))
+    if (done := stage.fresh(force)) is not None:
+        return done, None
     if prompt_stats["duplicates"]:
         console.print(f"[yellow]collect: {prompt_stats['duplicates']} duplicate prompts (same id and text) skipped")
-    cache = ResponseCache(cache_path)
-    budget = Budget.open(stage_dir.parent, "collect", cfg.budget_usd)
+    cache = ResponseCache(layout.cache)
+    budget = Budget.open(layout.root, "collect", cfg.budget_usd)
     try:
-        runners, retries, failures, stopped = asyncio.run(
-            _collect(cfg, ds, cache, stage_dir.parent / "collect-batches", budget))
+        runners, retries, failures, stopped = asyncio.run(_collect(cfg, ds, cache, layout.collect_batches, budget))
         total = RunStats()
         for r in [*runners, *retries.values()]:
             total.merge(r.stats)
@@ -332,14 +326,11 @@ def _run_collect_locked(cfg: CollectConfig, stage_dir: Path, cache_path: Path, f
             total.not_sent -= r.stats.not_sent
         if stopped is not None:
             total.stopped = str(stopped)
-        with stage_output(stage_dir) as out:
-            written, dropped, statuses = _export(cfg, ds, cache, runners, retries, out)
-            with (out / "failures.jsonl").open("w") as f:
-                for fl in failures:
-                    f.write(json.dumps(fl) + "\n")
-            summary = base_summary("collect", fp, config_json)
-            summary.update(total.summary())
-            summary.update(
+        with stage.build() as b:
+            written, dropped, statuses = _export(cfg, ds, cache, runners, retries, b.out)
+            write_jsonl(b.out / "failures.jsonl", failures)
+            b.summary.update(total.summary())
+            b.summary.update(
                 complete=total.failed == 0 and total.not_sent == 0 and stopped is None,
                 prompts=len(ds),
                 duplicate_prompts=prompt_stats["duplicates"],
@@ -347,12 +338,11 @@ def _run_collect_locked(cfg: CollectConfig, stage_dir: Path, cache_path: Path, f
                 dropped_truncated=dropped,
                 reasoning_status=statuses,
                 length_retries={name: r.stats.summary() for name, r in retries.items()},
-                cache_path=str(cache_path),
+                cache_path=str(layout.cache),
                 spend=budget.summary(),
                 per_teacher={r.ep.name: {**r.stats.summary(), "price_known": r.price.known} for r in runners},
                 wall_time_s=round(time.monotonic() - t_start, 3),
             )
-            write_json(out / "summary.json", summary)
     finally:
         budget.close()
         cache.close()
@@ -365,24 +355,23 @@ def _run_collect_locked(cfg: CollectConfig, stage_dir: Path, cache_path: Path, f
                       "does not read; each message is kept whole in the `raw` column (reasoning_status=unknown)")
     if total.stopped and stopped is None:
         console.print(f"[yellow]collect stopped early: {total.stopped}")
-    return summary, stopped
+    return b.summary, stopped
 
 
-def run_estimate(cfg: CollectConfig, out_file: Path, cache_path: Path) -> list[dict[str, Any]]:
-    """The dry run: print and save the estimate; sends only the pilot requests (paid, so counted in the ledger
-    and held to budget_usd like any collect spend)."""
+def run_estimate(cfg: CollectConfig, layout: RunLayout) -> list[dict[str, Any]]:
+    """The dry run: print and save the estimate (estimate.json); sends only the pilot requests (paid, so counted
+    in the ledger and held to budget_usd like any collect spend)."""
     ds, _ = load_prompts(cfg.prompts)
-    with run_lock(out_file.parent, "collect", "`distill collect`"):
-        cache = ResponseCache(cache_path)
-        budget = Budget.open(out_file.parent, "collect", cfg.budget_usd)
+    with run_lock(layout.root, "collect", "`distill collect`"):
+        cache = ResponseCache(layout.cache)
+        budget = Budget.open(layout.root, "collect", cfg.budget_usd)
         try:
             rows = [estimate_teacher(t, ds, cache, cfg.estimate, budget) for t in cfg.teachers]
         finally:
             budget.close()
             cache.close()
     print_estimate(rows)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    write_json(out_file, {"stage": "estimate", "teachers": rows})
+    write_json(layout.estimate, {"stage": "estimate", "teachers": rows})
     return rows
 
 

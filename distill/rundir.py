@@ -89,6 +89,11 @@ class RunLayout:
         return self.root / "eval-replay"
 
     @property
+    def serve(self) -> Path:
+        """`distill serve`'s summary and vLLM log (a served model's files stay where train wrote them)."""
+        return self.root / "serve"
+
+    @property
     def report(self) -> Path:
         return self.root / "report"
 

@@ -26,6 +26,7 @@ from pydantic import Field
 
 from distill.errors import ConfigError, DistillError
 from distill.hub import is_hub_id, resolve_model
+from distill.rundir import RunLayout, base_summary, fingerprint, write_json
 from distill.schema import Section
 
 
@@ -181,7 +182,7 @@ def build_server(cfg: ServeConfig, run_root: Path, *, served_name: str | None = 
                  host: str | None = None, log_path: Path | None = None) -> VLLMServer:
     """A `VLLMServer` for the configured model (merged, or base + LoRA adapter); checks the dirs exist first."""
     name = served_name or cfg.served_name or "student"
-    model = cfg.model or str(Path(run_root) / "train" / "merged")
+    model = cfg.model or str(RunLayout(run_root).merged)
     if not is_hub_id(model) and not Path(model).expanduser().exists():
         hint = "run `distill train` first, or " if cfg.model is None else ""
         raise ConfigError(f"serve.model: {model} does not exist ({hint}set serve.model to a merged model dir)")
@@ -218,7 +219,6 @@ def build_server(cfg: ServeConfig, run_root: Path, *, served_name: str | None = 
 
 def _write_summary(cfg: ServeConfig, srv: VLLMServer, out: Path, startup_s: float) -> None:
     """serve/summary.json: which weights are being served (hub commit or dir hash), where, with which arguments."""
-    from distill.rundir import base_summary, fingerprint, write_json
 
     config = cfg.model_dump(mode="json")
     summary = base_summary("serve", fingerprint(config, srv.resolved), config) | {
@@ -228,12 +228,12 @@ def _write_summary(cfg: ServeConfig, srv: VLLMServer, out: Path, startup_s: floa
     write_json(out / "summary.json", summary)
 
 
-def serve_foreground(cfg: ServeConfig, run_root: Path, *, port: int | None = None, host: str | None = None) -> int:
+def serve_foreground(cfg: ServeConfig, layout: RunLayout, *, port: int | None = None, host: str | None = None) -> int:
     """`distill serve`: start vLLM, wait until it answers, print the URL, run until Ctrl-C, then stop cleanly."""
     from distill.progress import console
 
-    log = Path(run_root) / "serve" / "vllm.log"
-    srv = build_server(cfg, run_root, port=port, host=host, log_path=log)
+    log = layout.serve / "vllm.log"
+    srv = build_server(cfg, layout.root, port=port, host=host, log_path=log)
     console.print(f"serve: starting vLLM for {srv.model} (log: {log}) ...")
     srv.start()
     try:

@@ -172,7 +172,7 @@ def evaluate(root: Path, merged: Path, eval_file: Path, items: int, on_gpu: bool
                         "options": {"id_field": "id"}}],
         "models": [{"name": "student", "role": "student", "serve": serve}], "limit": items, "progress": False}},
         "gpu-check")
-    run_eval(cfg, cfg.root, cfg.cache_file, force=True)
+    run_eval(cfg.eval, cfg.layout, pipeline=cfg.name, force=True)
     return json.loads((root / "eval" / "student" / "summary.json").read_text())
 
 
