@@ -8,6 +8,7 @@ import pytest
 
 from distill.curate import load_curated, run_curate
 from distill.errors import InputError
+from distill.rundir import RunLayout
 from tests.test_curate import _cfg, write_collect_dir
 
 TRACE = "7 + 5 = 12, carry 1; then 1 + 1 + 1 = 3"
@@ -35,7 +36,7 @@ def _run(tmp_path: Path, recs: list[dict], **cfg):
     write_collect_dir(tmp_path, recs)
     over = {"validation_fraction": 0.0, "decontam": {"enabled": False}, "near_dedup": {"enabled": False},
             "verify": {"enabled": False}, "empty": {"enabled": True}, **cfg}
-    summary = run_curate(_cfg(**over), tmp_path / "collect", tmp_path / "curate")
+    summary = run_curate(_cfg(**over), RunLayout(tmp_path))
     ds = load_curated(tmp_path / "curate")["train"]
     return summary, {r["prompt_id"]: r for r in ds}
 

@@ -13,7 +13,7 @@ from distill.curate.build import validation_mask
 from distill.curate.config import CurateConfig, RepetitionFilter, VerifyConfig
 from distill.curate.decontam import build_index, find_hits, matched_text
 from distill.curate.dedup import candidate_probability, choose_bands, exact_keys, first_occurrence, near_duplicates
-from distill.curate.filters import compile_refusals, detect_language, refusal_keep, repeated_ngram_ratio
+from distill.curate.filters import detect_language, refusal_keep, repeated_ngram_ratio
 from distill.curate.verify import kind_of, verify_batch
 
 ESSAY = ("The history of the printing press begins in the fifteenth century when Johannes Gutenberg combined a screw "
@@ -81,11 +81,11 @@ def test_decontam_copied_vs_paraphrased():
 
 
 def test_refusal_patterns():
-    pat = compile_refusals(CurateConfig().refusal)
+    cfg = CurateConfig().refusal
     batch = {"_answer": ["I'm sorry, but I cannot help with that.", "As an AI language model, I have no body.",
                          "I can't believe how simple this is: 4.", "Sorry for the delay: the answer is 4.",
                          "I am unable to assist with this request."]}
-    assert refusal_keep(batch, pat).tolist() == [False, False, True, True, False]
+    assert refusal_keep(batch, cfg).tolist() == [False, False, True, True, False]
 
 
 def test_repetition_ratio():

@@ -268,7 +268,7 @@ def run_demo(cfg: Any, *, force: bool = False) -> dict[str, Any]:
             base_job.thread.join()
 
     with clock.stage("curate", f"{root / 'collect'} -> {root / 'curate'}"):
-        curated = run_curate(cfg.curate, root / "collect", root / "curate", force=force, pipeline=cfg.name)
+        curated = run_curate(cfg.curate, cfg.layout, force=force, pipeline=cfg.name)
 
     with clock.stage("train-student", "SFT on the teacher's text (reasoning steps + answer)"):
         run_train(cfg.train, root / "curate" / "dataset", root / "train", force=force)
