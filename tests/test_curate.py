@@ -104,6 +104,9 @@ def test_every_filter_removes_what_it_should(curated):
     assert all(len(v.get("examples", [])) <= 3 for v in f.values())
     assert s["records_in"] == 30 and s["records_out"] == 30 - len(expected_gone)
     assert s["token_count_method"].startswith("estimate")
+    from distill.curate.pipeline import STEPS
+
+    assert list(f) == [step.name for step in STEPS]  # the table's order is the summary's (and the card's)
 
 
 def test_dataset_on_disk_is_chat_messages_split_by_prompt(curated):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -147,3 +149,11 @@ def test_config_rejects_bad_banding_and_unknown_keys():
         CurateConfig.model_validate({"refusal": {"pattern": ["x"]}})
     with pytest.raises(Exception, match="invalid regex"):
         CurateConfig.model_validate({"refusal": {"patterns": ["(unclosed"]}})
+
+
+def test_readme_step_list_is_the_curate_table():
+    from distill.curate.pipeline import STEPS
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("\n## curate\n") : readme.index("\n## train\n")]
+    assert re.findall(r"^  \d+\. `(\w+)`", section, flags=re.M) == [s.name for s in STEPS]
