@@ -156,4 +156,4 @@ def test_readme_step_list_is_the_curate_table():
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     section = readme[readme.index("\n## curate\n") : readme.index("\n## train\n")]
-    assert re.findall(r"^  \d+\. `(\w+)`", section, flags=re.M) == [s.name for s in STEPS]
+    assert re.findall(r"^  - `(\w+)`", section, flags=re.M) == [s.name for s in STEPS]

@@ -35,7 +35,8 @@ def load_curated(stage_dir: str | Path) -> Any:
     return load_from_disk(str(stage_dir / "dataset"))
 
 
-def run_curate(cfg: CurateConfig, layout: RunLayout, *, force: bool = False, pipeline: str = "distill") -> dict[str, Any]:
+def run_curate(cfg: CurateConfig, layout: RunLayout, *, force: bool = False,
+               pipeline: str = "distill") -> dict[str, Any]:
     """Run the curate stage on `cfg.input` (default the layout's collect dir) into the layout's curate dir; returns
     its summary (also in summary.json)."""
     from distill.curate.build import build_dataset, dataset_card, split_counts, teacher_table

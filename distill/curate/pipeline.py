@@ -19,18 +19,7 @@ from typing import Any
 import numpy as np
 
 from distill.answers import strip_reasoning
-from distill.curate.filters import (
-    empty_keep,
-    errors_keep,
-    finish_reason_keep,
-    finish_reason_stats,
-    language_keep,
-    length_keep,
-    length_stats,
-    refusal_keep,
-    repetition_keep,
-    trace_keep,
-)
+from distill.curate import filters
 from distill.curate.build import assistant_text
 from distill.curate.config import CurateConfig
 from distill.curate.decontam import decontam_step
@@ -41,14 +30,15 @@ from distill.errors import ConfigError, InputError
 from distill.progress import console
 
 STEPS: tuple[Step, ...] = (
-    record_filter("errors", errors_keep),
-    record_filter("finish_reason", finish_reason_keep, stats=finish_reason_stats, needs=("finish_reason",)),
-    record_filter("trace", trace_keep),
-    record_filter("empty", empty_keep),
-    record_filter("refusal", refusal_keep),
-    record_filter("length", length_keep, stats=length_stats),
-    record_filter("repetition", repetition_keep),
-    record_filter("language", language_keep),
+    record_filter("errors", filters.errors_keep),
+    record_filter("finish_reason", filters.finish_reason_keep, stats=filters.finish_reason_stats,
+                  needs=("finish_reason",)),
+    record_filter("trace", filters.trace_keep),
+    record_filter("empty", filters.empty_keep),
+    record_filter("refusal", filters.refusal_keep),
+    record_filter("length", filters.length_keep, stats=filters.length_stats),
+    record_filter("repetition", filters.repetition_keep),
+    record_filter("language", filters.language_keep),
     Step("verify", verify_step, needs=("reference",), timer="verify_s"),
     Step("rejection_sampling", rejection_step, section="verify", timer="verify_s"),
     Step("exact_dedup", exact_dedup_step, timer="exact_dedup_s"),
@@ -98,7 +88,7 @@ def _prompt_text(messages: list[dict[str, Any]]) -> str:
     return "\n".join(str(m.get("content") or "") for m in messages if m.get("role") != "system")
 
 
-def _prepare(batch: dict[str, list[Any]], filters: list[tuple[str, Any, Any]], counter: TokenCounter,
+def _prepare(batch: dict[str, list[Any]], per_record: list[tuple[str, Any, Any]], counter: TokenCounter,
              mode: str) -> dict[str, Any]:
     answers = [strip_reasoning(c) if c is not None else "" for c in batch["completion"]]
     prompts = [_prompt_text(m or []) for m in batch["messages"]]
@@ -112,7 +102,7 @@ def _prepare(batch: dict[str, list[Any]], filters: list[tuple[str, Any, Any]], c
     out["_prompt_tokens"] = counter(prompts)
     out["_trace_tokens"] = counter([r or "" for r in batch["reasoning"]])
     view = {**batch, **out}
-    for name, keep, section in filters:
+    for name, keep, section in per_record:
         out[keep_column(name)] = keep(view, section).tolist()
     return out
 
@@ -122,10 +112,10 @@ def prepare(records: Any, cfg: CurateConfig, timings: dict[str, float]) -> Rows:
     t = time.monotonic()
     counter = TokenCounter(cfg.student_tokenizer)
     num_proc = cfg.num_proc if (cfg.num_proc > 1 and len(records) >= 20_000) else None
-    filters = [(s.name, s.per_record, s.config(cfg)) for s in STEPS
-               if s.per_record is not None and s.active(s.config(cfg))]
+    per_record = [(s.name, s.per_record, s.config(cfg)) for s in STEPS
+                  if s.per_record is not None and s.active(s.config(cfg))]
     ds = records.map(_prepare, batched=True, batch_size=1000, num_proc=num_proc,
-                     fn_kwargs={"filters": filters, "counter": counter, "mode": cfg.reasoning},
+                     fn_kwargs={"per_record": per_record, "counter": counter, "mode": cfg.reasoning},
                      desc="curate: per-record filters")
     timings["record_filters_s"] = time.monotonic() - t
     return Rows(ds, num_proc=num_proc, progress=cfg.progress, token_count_method=counter.method,
