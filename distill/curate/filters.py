@@ -22,6 +22,7 @@ from distill.curate.config import (
     RefusalFilter,
     RepetitionFilter,
     TraceFilter,
+    TraceRatioFilter,
 )
 from distill.curate.step import Batch, Rows
 
@@ -68,6 +69,16 @@ def trace_keep(batch: Batch, cfg: TraceFilter) -> np.ndarray:
                 keep = False
         out.append(keep)
     return np.array(out, dtype=bool)
+
+
+def trace_ratio_keep(batch: Batch, cfg: TraceRatioFilter) -> np.ndarray:
+    """Drop a trace more than `max_ratio` times as long as its answer (an empty answer counts as 1); no trace passes."""
+    if cfg.unit == "chars":
+        trace = np.array([len(r or "") for r in batch["reasoning"]])
+        answer = np.array([len(a or "") for a in batch["_answer"]])
+    else:
+        trace, answer = np.asarray(batch["_trace_tokens"]), np.asarray(batch["_answer_tokens"])
+    return trace <= cfg.max_ratio * np.maximum(answer, 1)
 
 
 def compile_refusals(cfg: RefusalFilter) -> re.Pattern[str]:

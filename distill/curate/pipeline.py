@@ -34,6 +34,7 @@ STEPS: tuple[Step, ...] = (
     record_filter("finish_reason", filters.finish_reason_keep, stats=filters.finish_reason_stats,
                   needs=("finish_reason",)),
     record_filter("trace", filters.trace_keep),
+    record_filter("trace_ratio", filters.trace_ratio_keep),
     record_filter("empty", filters.empty_keep),
     record_filter("refusal", filters.refusal_keep),
     record_filter("length", filters.length_keep, stats=filters.length_stats),
@@ -101,6 +102,7 @@ def _prepare(batch: dict[str, list[Any]], per_record: list[tuple[str, Any, Any]]
         out["_assistant"] = assistant
     out["_prompt_tokens"] = counter(prompts)
     out["_trace_tokens"] = counter([r or "" for r in batch["reasoning"]])
+    out["_answer_tokens"] = out["assistant_tokens"] if mode == "drop" else counter(answers)
     view = {**batch, **out}
     for name, keep, section in per_record:
         out[keep_column(name)] = keep(view, section).tolist()
