@@ -157,3 +157,30 @@ def test_readme_step_list_is_the_curate_table():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     section = readme[readme.index("\n## curate\n") : readme.index("\n## train\n")]
     assert re.findall(r"^  - `(\w+)`", section, flags=re.M) == [s.name for s in STEPS]
+
+
+def test_a_step_is_one_row_that_carries_its_own_stats():
+    from datasets import Dataset
+
+    from distill.curate.pipeline import run_steps
+    from distill.curate.step import Outcome, Rows, Step
+    from distill.errors import InputError
+
+    ds = Dataset.from_list([{"id": f"r{i}", "prompt_id": f"p{i}", "teacher": "t", "finish_reason": None,
+                             "_prompt_text": f"q{i}", "_answer": "a" * i} for i in range(4)])
+
+    def odd(rows, alive, cfg):  # drops odd rows; says why on its examples and what bound it used
+        return Outcome(np.arange(len(rows)) % 2 == 0, {"note": f"min_chars {cfg.min_chars}"}, {1: {"why": "odd"}})
+
+    def everything(rows, alive, cfg):
+        return Outcome(np.zeros(len(rows), dtype=bool))
+
+    cfg, timings = CurateConfig(), {}
+    steps = (Step("odd", odd, section="length", timer="odd_s"), Step("off", everything, section="language"))
+    alive, report = run_steps(Rows(ds), cfg, timings, steps)
+    assert alive.tolist() == [True, False, True, False] and "odd_s" in timings
+    assert report["off"] == {"enabled": False, "removed": 0}  # curate.language is off by default
+    assert report["odd"]["removed"] == 2 and report["odd"]["note"] == "min_chars 1"
+    assert [(e["id"], e.get("why")) for e in report["odd"]["examples"]] == [("r1", "odd"), ("r3", None)]
+    with pytest.raises(InputError, match=r"filter `all` removed all 2 remaining records \(4 in\).*curate\.length"):
+        run_steps(Rows(ds), cfg, {}, steps + (Step("all", everything, section="length"),))

@@ -124,11 +124,12 @@ def prepare(records: Any, cfg: CurateConfig, timings: dict[str, float]) -> Rows:
                 verification=np.full(len(ds), UNVERIFIABLE, dtype=object))
 
 
-def run_steps(rows: Rows, cfg: CurateConfig, timings: dict[str, float]) -> tuple[np.ndarray, dict[str, Any]]:
-    """(alive mask, summary of every step) after running `STEPS` in order over `rows`."""
+def run_steps(rows: Rows, cfg: CurateConfig, timings: dict[str, float],
+              steps: tuple[Step, ...] = STEPS) -> tuple[np.ndarray, dict[str, Any]]:
+    """(alive mask, summary of every step) after running `steps` in order over `rows`."""
     alive = np.ones(len(rows), dtype=bool)
     report: dict[str, Any] = {}
-    for step in STEPS:
+    for step in steps:
         section = step.config(cfg)
         if not step.active(section):
             report[step.name] = {"enabled": False, "removed": 0}
