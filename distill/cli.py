@@ -70,8 +70,7 @@ def _curate(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     ccfg = _need(cfg, "curate")
-    src = Path(ccfg.input) if ccfg.input else cfg.root / "collect"
-    s = run_curate(ccfg, src, cfg.root / "curate", force=args.force, pipeline=cfg.name)
+    s = run_curate(ccfg, cfg.layout, force=args.force, pipeline=cfg.name)
     removed = ", ".join(f"{k} {v['removed']}" for k, v in s["filters"].items() if v.get("removed"))
     print(f"curate: {s['records_out']} records ({s['splits']['train']['records']} train, "
           f"{s['splits']['validation']['records']} validation) of {s['records_in']} in {cfg.root / 'curate'}"

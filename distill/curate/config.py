@@ -61,6 +61,15 @@ class TraceFilter(Section):
     require_answer: bool = Field(default=True, description="a trace must be followed by a non-empty answer")
 
 
+class TraceRatioFilter(Section):
+    """A trace far longer than its answer (rambling, loops the repetition filter misses)."""
+
+    enabled: bool = False
+    max_ratio: float = Field(default=20.0, gt=0, description="drop when the trace is more than this many times the answer")
+    unit: Literal["tokens", "chars"] = Field(default="tokens", description="tokens: student tokens (chars/4 without "
+                                             "student_tokenizer); chars: characters")
+
+
 class LengthFilter(Section):
     enabled: bool = True
     min_chars: int = Field(default=1, ge=0)
@@ -160,6 +169,7 @@ class CurateConfig(Section):
     empty: EmptyFilter = Field(default_factory=EmptyFilter)
     finish_reason: FinishReasonFilter = Field(default_factory=FinishReasonFilter)
     trace: TraceFilter = Field(default_factory=TraceFilter)
+    trace_ratio: TraceRatioFilter = Field(default_factory=TraceRatioFilter)
     refusal: RefusalFilter = Field(default_factory=RefusalFilter)
     length: LengthFilter = Field(default_factory=LengthFilter)
     repetition: RepetitionFilter = Field(default_factory=RepetitionFilter)

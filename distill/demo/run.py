@@ -290,7 +290,7 @@ def _curate_and_train(cfg: Any, demo: DemoConfig, clock: Clock, force: bool) -> 
 
     layout, root = cfg.layout, cfg.layout.root
     with clock.stage("curate", f"{layout.collect} -> {layout.curate}"):
-        curated = run_curate(cfg.curate, layout.collect, layout.curate, force=force, pipeline=cfg.name)
+        curated = run_curate(cfg.curate, layout, force=force, pipeline=cfg.name)
     with clock.stage("train-student", "SFT on the teacher's text (reasoning steps + answer)"):
         run_train(cfg.train, layout.dataset, layout.train, force=force)
     if demo.answer_only:
