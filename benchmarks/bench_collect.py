@@ -20,7 +20,7 @@ from pathlib import Path
 
 import openai
 
-from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache
+from distill.llm import ChatRequest, ChatRunner, EndpointConfig, RequestModel, ResponseCache
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
@@ -53,7 +53,7 @@ async def bare(base_url: str, n: int, c: int, tag: str) -> float:
 def ours(base_url: str, n: int, c: int, tag: str, cache_dir: Path) -> float:
     ep = EndpointConfig(name="bench", base_url=base_url, model="m", concurrency=c, params={"max_tokens": 64})
     cache = ResponseCache(cache_dir / f"{tag}.sqlite")
-    runner = ChatRunner(ep, cache)
+    runner = ChatRunner(RequestModel(ep), cache)
     reqs = [ChatRequest(m) for m in prompts(n, tag)]
     t0 = time.perf_counter()
     stats = asyncio.run(runner.run(reqs, lambda *a: None))

@@ -16,9 +16,9 @@ from pydantic import Field, field_validator
 
 from distill.errors import InputError
 from distill.estimate import EstimateConfig, estimate_teacher, print_estimate
-from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache, RunStats
-from distill.llm.batch import BatchCollector, BatchConfig
-from distill.llm.budget import Budget, prompt_token_bound
+from distill.llm import ChatRequest, ChatRunner, EndpointConfig, OnResult, RequestModel, ResponseCache, Runner, RunStats
+from distill.llm.batch import BatchConfig, BatchRunner
+from distill.llm.budget import Budget
 from distill.llm.errors import RunStopped
 from distill.progress import console, make_progress
 from distill.prompts import PromptSource, load_prompts
@@ -71,80 +71,6 @@ def _stats_text(stats: RunStats, t0: float) -> str:
     )
 
 
-async def _collect_batch(cfg: CollectConfig, ds: Any, cache: ResponseCache, state_dir: Path,
-                         failures: list[dict[str, Any]], runners: list[ChatRunner], progress: Any) -> None:
-    """Batch mode: submit cache misses as Batch API jobs (or resume recorded ones), poll, store, fall back."""
-    def describe(req: ChatRequest) -> str:
-        return repr(ds[req.tag]["prompt_id"])
-
-    collectors = []
-    for r in runners:
-        bc = BatchCollector(r, state_dir / f"{r.ep.name}.json", cfg.batch, describe)
-        n = r.ep.params.n
-        in_flight = bc.in_flight_request_keys()
-        todo: list[ChatRequest] = []
-        for req in _requests(ds, n):
-            keys = r.sample_keys(req.messages, req.samples)
-            hit = cache.has_many(keys)
-            r.stats.requests_total += n
-            r.stats.from_cache += len(hit)
-            missing = [i for i, k in zip(req.samples, keys, strict=True) if k not in hit]
-            if missing:
-                sub = ChatRequest(req.messages, missing, req.tag)
-                bc.register([sub])
-                if r.request_key(req.messages) in in_flight:
-                    continue
-                worst = r.price.batch_discount * r.price.cost(
-                    prompt_token_bound(r.full_messages(req.messages)), r._max_out * len(missing))
-                ticket = r.budget.reserve(worst)
-                if ticket is None:  # the budget cap holds for batches too
-                    r.stats.not_sent += len(missing)
-                    r.stats.stopped = f"budget_usd {cfg.budget_usd} reached before every request could be batched"
-                    continue
-                # a batch's cost arrives hours later, maybe in another process: the ledger keeps its worst case
-                r.budget.settle(ticket, worst)
-                todo.append(sub)
-        bc.advance_submissions()  # what a killed run recorded but did not submit
-        bc.submit(todo)
-        collectors.append(bc)
-    tasks = {bc.runner.ep.name: progress.add_task(f"batch {bc.runner.ep.name}", total=None, stats="") for bc in collectors}
-    generation = 0
-    while True:
-        while True:
-            for bc in collectors:
-                st = bc.poll()
-                progress.update(tasks[bc.runner.ep.name], total=st["total"], completed=st["done"],
-                                stats=" ".join(str(c["status"]) for c in bc.active))
-            if not any(bc.active for bc in collectors):
-                break
-            await asyncio.sleep(cfg.batch.poll_interval_s)
-        failed = {bc.runner.ep.name: bc.take_failed() for bc in collectors}
-        if not any(failed.values()):
-            return
-        if cfg.batch.fallback == "batch" and generation < cfg.batch.max_resubmits:
-            generation += 1
-            for bc in collectors:
-                bc.submit(failed[bc.runner.ep.name], generation)
-            continue
-        for bc in collectors:
-            reqs = failed[bc.runner.ep.name]
-            if not reqs:
-                continue
-            if cfg.batch.fallback == "online":
-                def on_result(req: ChatRequest, records: Any, error: str | None, from_cache: bool, bc=bc) -> None:
-                    if error is not None:
-                        failures.append(_failure(ds, bc.runner.ep.name, req, error))
-                stats_before = bc.runner.stats.requests_total, bc.runner.stats.from_cache
-                await bc.runner.run(reqs, on_result)
-                # the fallback re-asks requests already counted once
-                bc.runner.stats.requests_total, bc.runner.stats.from_cache = stats_before
-            else:
-                for req in reqs:
-                    failures.append(_failure(ds, bc.runner.ep.name, req, "failed in batch (fallback: none)"))
-                    bc.runner.stats.failed += len(req.samples)
-        return
-
-
 def _failure(ds: Any, teacher: str, req: ChatRequest, error: str) -> dict[str, Any]:
     """One line of failures.jsonl."""
     return {"prompt_id": ds[req.tag]["prompt_id"], "teacher": teacher, "sample_indices": req.samples, "error": error}
@@ -160,21 +86,44 @@ def _longer(ep: EndpointConfig, factor: float) -> EndpointConfig:
     return ep.model_copy(update={"params": params})
 
 
+def _make_runner(cfg: CollectConfig, ep: EndpointConfig, cache: ResponseCache, budget: Budget, state_dir: Path,
+                 ds: Any, progress: Any) -> Runner:
+    """The executor of one teacher's requests for `collect.mode`: the one place a mode plugs in."""
+    model = RequestModel(ep)
+    if cfg.mode == "online":
+        return ChatRunner(model, cache, budget=budget)
+    task = progress.add_task(f"batch {ep.name}", total=None, stats="")
+    return BatchRunner(
+        model, cache, budget=budget, cfg=cfg.batch, state_path=state_dir / f"{ep.name}.json",
+        describe=lambda req: repr(ds[req.tag]["prompt_id"]),
+        on_poll=lambda st: progress.update(task, total=st["total"], completed=st["done"], stats=st["statuses"]))
+
+
+async def _until_stopped(run: Any) -> RunStopped | None:
+    """A run's fatal stop comes back as a value (the other teachers go on); any other error propagates."""
+    try:
+        await run
+    except RunStopped as err:
+        return err
+    return None
+
+
 async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache, state_dir: Path, budget: Budget
-                   ) -> tuple[list[ChatRunner], dict[str, ChatRunner], list[dict[str, Any]], RunStopped | None]:
+                   ) -> tuple[list[Runner], dict[str, ChatRunner], list[dict[str, Any]], RunStopped | None]:
     """Every teacher's requests; a fatal stop comes back (not raised) so the stage still writes what it has."""
     failures: list[dict[str, Any]] = []
-    runners = [ChatRunner(t, cache, budget=budget) for t in cfg.teachers]
-    truncated: dict[str, list[ChatRequest]] = {r.ep.name: [] for r in runners}
+    truncated: dict[str, list[ChatRequest]] = {t.name: [] for t in cfg.teachers}
     t0 = time.monotonic()
     with make_progress(cfg.progress) as progress:
-        tasks = {r.ep.name: progress.add_task(f"collect {r.ep.name}", total=len(ds) * r.ep.params.n, stats="") for r in runners}
+        runners = [_make_runner(cfg, t, cache, budget, state_dir, ds, progress) for t in cfg.teachers]
+        tasks = {} if cfg.mode == "batch" else {
+            r.ep.name: progress.add_task(f"collect {r.ep.name}", total=len(ds) * r.ep.params.n, stats="") for r in runners}
 
-        def on_result_for(runner: ChatRunner):
+        def on_result_for(runner: Runner) -> OnResult:
             def on_result(req: ChatRequest, records: Any, error: str | None, from_cache: bool) -> None:
                 if error is not None:
                     failures.append(_failure(ds, runner.ep.name, req, error))
-                elif cfg.on_truncated == "retry" and records:
+                elif cfg.on_truncated == "retry" and cfg.mode == "online" and records:
                     cut = [r["sample_index"] for r in records if r.get("finish_reason") == "length"]
                     if cut and runner.ep.name in truncated:
                         truncated[runner.ep.name].append(ChatRequest(req.messages, cut, req.tag))
@@ -188,44 +137,30 @@ async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache, state_dir:
                                     stats=_stats_text(s, t0))
                 await asyncio.sleep(0.25)
 
-        ticker = asyncio.create_task(refresh())
+        ticker = asyncio.create_task(refresh()) if tasks else None
         try:
-            if cfg.mode == "batch":
-                for t in tasks.values():
-                    progress.remove_task(t)
-                tasks.clear()
-                ticker.cancel()
-                await _collect_batch(cfg, ds, cache, state_dir, failures, runners, progress)
-                results = []
-            else:
-                results = await asyncio.gather(
-                    *(r.run(_requests(ds, r.ep.params.n), on_result_for(r)) for r in runners), return_exceptions=True
-                )
+            stops = await asyncio.gather(
+                *(_until_stopped(r.run(_requests(ds, r.ep.params.n), on_result_for(r))) for r in runners))
         finally:
-            ticker.cancel()
+            if ticker is not None:
+                ticker.cancel()
         for r in runners:
             if r.ep.name in tasks:
                 progress.update(tasks[r.ep.name], completed=r.stats.requests_total, stats=_stats_text(r.stats, t0))
-        stopped = next((res for res in results if isinstance(res, RunStopped)), None)
-        for res in results:
-            if isinstance(res, BaseException) and not isinstance(res, RunStopped):
-                raise res
+        stopped = next((s for s in stops if s is not None), None)
         retries: dict[str, ChatRunner] = {}
         for r in runners:
             todo = truncated[r.ep.name]
             if todo and r.ep.params.max_output_tokens and stopped is None:
-                retry = ChatRunner(_longer(r.ep, cfg.truncated_retry_factor), cache, budget=budget)
+                retry = ChatRunner(RequestModel(_longer(r.ep, cfg.truncated_retry_factor)), cache, budget=budget)
                 task = progress.add_task(f"retry truncated {r.ep.name}", total=sum(len(q.samples) for q in todo), stats="")
-                try:
-                    await retry.run(todo, on_result_for(retry))
-                except RunStopped as err:
-                    stopped = err
+                stopped = await _until_stopped(retry.run(todo, on_result_for(retry)))
                 progress.update(task, completed=retry.stats.requests_total, stats=_stats_text(retry.stats, t0))
                 retries[r.ep.name] = retry
     return runners, retries, failures, stopped
 
 
-def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[ChatRunner],
+def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Runner],
             retries: dict[str, ChatRunner], out: Path) -> tuple[int, int, dict[str, int]]:
     """Write cached records in prompt order as shards; returns (written, dropped as truncated, reasoning statuses).
 
@@ -256,8 +191,8 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Cha
         retry = retries.get(runner.ep.name)
         for start in range(0, len(ds), 1000):
             batch = ds[start : start + 1000]
-            keys = [runner.sample_keys(m, list(range(n))) for m in batch["messages"]]
-            rkeys = [retry.sample_keys(m, list(range(n))) for m in batch["messages"]] if retry else keys
+            keys = [runner.model.sample_keys(m, list(range(n))) for m in batch["messages"]]
+            rkeys = [retry.model.sample_keys(m, list(range(n))) for m in batch["messages"]] if retry else keys
             found = cache.get_many([k for ks in keys for k in ks] + ([k for ks in rkeys for k in ks] if retry else []))
             for j, ks in enumerate(keys):
                 for k, rk in zip(ks, rkeys[j], strict=True):
@@ -275,7 +210,7 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Cha
                     row["length_retry"] = length_retry
                     statuses[row["reasoning_status"] or "absent"] += 1
                     row.update(prompt_id=batch["prompt_id"][j], teacher=runner.ep.name,
-                               messages=runner.full_messages(batch["messages"][j]),
+                               messages=runner.model.full_messages(batch["messages"][j]),
                                reference=batch["reference"][j], metadata=batch["metadata"][j])
                     rows.append(row)
                     written += 1

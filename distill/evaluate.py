@@ -27,10 +27,9 @@ from distill.manifest import write_manifest
 from distill.benchmarks import Benchmark, Item, get_benchmark, mean_stderr, pass_at_k
 from distill.errors import ConfigError, DistillError
 from distill.hub import resolve_model
-from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache
+from distill.llm import ChatRequest, ChatRunner, EndpointConfig, RequestModel, ResponseCache
+from distill.llm.budget import Budget
 from distill.llm.endpoint import SamplingParams
-from distill.llm.cache import request_key
-from distill.llm.runner import Budget
 from distill.progress import console, make_progress
 from distill.rundir import (RunLayout, Stage, base_summary, file_fingerprint, fingerprint, is_fresh, read_summary,
                             write_json, write_jsonl)
@@ -108,18 +107,6 @@ class LoadedBenchmark:
     source_fp: str
     source_info: dict[str, Any] = field(default_factory=dict)  # hub name + revision, or file + sha256 (manifest)
     params: SamplingParams | None = None  # exact sampling params to send (a replay); None: from the model config
-
-
-class _CacheIdentityRunner(ChatRunner):
-    """A runner whose cache keys name the served model's files, not the random port it was served on, so a
-    re-run (new server, new port) finds its answers, and a retrained model does not."""
-
-    def __init__(self, endpoint: EndpointConfig, cache: ResponseCache, identity: str, **kw: Any):
-        super().__init__(endpoint, cache, **kw)
-        self.identity = identity
-
-    def request_key(self, messages: list[dict[str, Any]]) -> str:
-        return request_key(self.identity, self.ep.model, self._params, self.full_messages(messages))
 
 
 # -- loading ------------------------------------------------------------------------------------------------------
@@ -330,15 +317,15 @@ def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, ru
         out = []
         for lb in loaded:
             ep = _endpoint_for(m, lb, ecfg, base_url, model_id)
-            r = (_CacheIdentityRunner(ep, cache, identity) if identity  # served here: not paid per token
-                 else ChatRunner(ep, cache, budget=budget))
+            # a model served here: keyed by its files, not its random port, and not paid per token
+            r = ChatRunner(RequestModel(ep, identity=identity), cache, budget=None if identity else budget)
             out.append((lb, r))
         return out
 
     served_info: dict[str, Any] | None = None
     if server is not None:
         runners = make_runners(server.base_url, server.request_model)
-        keys = [k for lb, r in runners for msgs in lb.messages for k in r.sample_keys(msgs, list(range(r.ep.params.n)))]
+        keys = [k for lb, r in runners for msgs in lb.messages for k in r.model.sample_keys(msgs, list(range(r.ep.params.n)))]
         missing = len(keys) - len(cache.has_many(keys))
         served_info = {"model": server.model, "adapter": m.serve.adapter if m.serve else None,
                        "resolved": server.resolved,

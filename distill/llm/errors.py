@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-
-import openai
+from typing import TYPE_CHECKING
 
 from distill.errors import DistillError
+
+if TYPE_CHECKING:
+    import openai
 
 
 class EmptyChoices(Exception):
@@ -64,6 +66,8 @@ def _connection_cause(err: BaseException) -> str | None:
 
 
 def classify(err: BaseException, endpoint_name: str, base_url: str, model: str) -> Failure:
+    import openai  # only once something failed: the SDK is loaded by then (it raised `err`)
+
     where = f"'{endpoint_name}' ({base_url}, model {model!r})"
     if isinstance(err, openai.APITimeoutError):
         # the SDK's aiohttp transport reports refused and dropped connections as (connect) timeouts
