@@ -115,7 +115,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
 @command("serve", "serve the trained student with vLLM (OpenAI-compatible) until Ctrl-C", _serve_args)
 def _serve(args: argparse.Namespace) -> int:
-    from distill.serve import ServeConfig, serve_foreground
+    from distill.serve import serve_foreground
+    from distill.serve_config import ServeConfig
 
     cfg = _load(args)
     return serve_foreground(cfg.serve or ServeConfig(), cfg.layout, port=args.port, host=args.host)

@@ -10,20 +10,18 @@ import asyncio
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field, field_validator
+from typing import Any
 
 from distill.errors import InputError
-from distill.estimate import EstimateConfig, estimate_teacher, print_estimate
+from distill.collect_config import CollectConfig
+from distill.estimate import estimate_teacher, print_estimate
 from distill.llm import ChatRequest, ChatRunner, EndpointConfig, OnResult, RequestModel, ResponseCache, Runner, RunStats
-from distill.llm.batch import BatchConfig, BatchRunner
+from distill.llm.batch import BatchRunner
 from distill.llm.budget import Budget
 from distill.llm.errors import RunStopped
 from distill.progress import console, make_progress
-from distill.prompts import PromptSource, load_prompts
+from distill.prompts import load_prompts
 from distill.rundir import RunLayout, Stage, file_fingerprint, fingerprint, run_lock, write_json, write_jsonl
-from distill.schema import Section, require_unique_names
 
 RECORD_COLUMNS = [
     "id", "prompt_id", "sample_index", "teacher", "model", "requested_model", "base_url", "messages", "completion",
@@ -31,28 +29,6 @@ RECORD_COLUMNS = [
     "cost_usd", "latency_s", "created_at", "response_id", "attempts", "params", "reference", "metadata",
     "length_retry", "raw", "batch_id",
 ]
-
-
-class CollectConfig(Section):
-    prompts: PromptSource
-    teachers: list[EndpointConfig] = Field(min_length=1)
-    budget_usd: float | None = Field(
-        default=None, gt=0, description="hard $ cap on everything collect spends in this run dir, over all teachers "
-        "and all runs (the ledger runs/<name>/spend.jsonl); needs max_tokens and a known price")
-    output_format: Literal["parquet", "jsonl"] = "parquet"
-    shard_size: int = Field(default=100_000, gt=0, description="records per output shard")
-    progress: bool = True
-    on_truncated: Literal["keep", "drop", "retry"] = Field(
-        default="keep", description="answers cut at max_tokens: keep, drop, or retry once with a larger max_tokens")
-    truncated_retry_factor: float = Field(default=2.0, gt=1, description="max_tokens multiplier for that retry")
-    estimate: EstimateConfig = Field(default_factory=EstimateConfig)
-    mode: Literal["online", "batch"] = Field(default="online", description="online requests, or the OpenAI Batch API")
-    batch: BatchConfig = Field(default_factory=BatchConfig)
-
-    @field_validator("teachers")
-    @classmethod
-    def _unique(cls, v: list[EndpointConfig]) -> list[EndpointConfig]:
-        return require_unique_names(v, "teacher")
 
 
 def _requests(ds: Any, n: int) -> Any:

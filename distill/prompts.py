@@ -13,33 +13,44 @@ import json
 import string
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from distill.errors import InputError
+from distill.schema import Section
+
+if TYPE_CHECKING:  # pyarrow is imported where prompts are read, so a config that names them stays light
+    import pyarrow as pa
 
 
-class PromptSource(BaseModel):
+class PromptSource(Section):
     """Where prompts come from and how a row becomes chat messages (exactly one of field/template/messages_field)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    path: str = Field(description="JSONL/CSV/Parquet file, a saved HF dataset dir, or a hub dataset name")
-    format: Literal["auto", "jsonl", "csv", "parquet", "hf"] = "auto"
-    split: str = Field(default="train", description="split, for HF datasets")
-    subset: str | None = Field(default=None, description="config name, for hub datasets")
-    field: str | None = Field(default=None, description="column holding the user prompt text")
-    template: str | None = Field(default=None, description="Python format string over the row, e.g. 'Q: {question}'")
-    messages_field: str | None = Field(default=None, description="column holding ready chat messages")
-    id_field: str | None = Field(default=None, description="column with a stable id; default: hash of the messages")
-    reference_field: str | None = Field(default=None, description="column with the reference answer (kept for curate)")
-    system_prompt: str | None = None
-    limit: int | None = Field(default=None, gt=0)
-    duplicate_ids: Literal["error", "keep"] = Field(
-        default="error", description="an id repeated with different text: an error, or keep both (the later as "
-        "'<id>#<k>', its k-th occurrence)")
+    path: str = Field(description="JSONL / CSV / TSV / Parquet file or dir, a saved HF dataset dir, or a hub "
+                                  "dataset name")
+    format: Literal["auto", "jsonl", "csv", "parquet", "hf"] = Field(default="auto",
+                                                                     description="`auto`, `jsonl`, `csv`, "
+                                                                                 "`parquet`, `hf`")
+    split: str = Field(default="train", description="split to read (HF datasets)")
+    subset: str | None = Field(default=None, description="subset (config name) to read (HF datasets)")
+    field: str | None = Field(default=None, description="column with the user prompt (exactly one of `field`, "
+                                                        "`template`, `messages_field`)")
+    template: str | None = Field(default=None, description="Python format string over the row, e.g. `\"Question: "
+                                                           "{question}\"`")
+    messages_field: str | None = Field(default=None, description="column with ready chat messages (a trailing "
+                                                                 "assistant turn is dropped)")
+    id_field: str | None = Field(default=None, description="column with a stable prompt id; a repeat with the same "
+                                                           "text is skipped and counted (default: hash of the "
+                                                           "messages)")
+    reference_field: str | None = Field(default=None, description="column with the reference answer, kept for "
+                                                                  "verification in curate")
+    system_prompt: str | None = Field(default=None, description="system message added to every prompt")
+    limit: int | None = Field(default=None, gt=0, description="first N prompts (default: all)")
+    duplicate_ids: Literal["error", "keep"] = Field(default="error",
+                                                    description="an id repeated with different text: `error` (names "
+                                                                "the id and both lines) or `keep` (the later "
+                                                                "becomes `<id>#2`, ...)")
 
     @model_validator(mode="after")
     def _one_way(self) -> PromptSource:
@@ -220,6 +231,7 @@ def load_prompts(src: PromptSource) -> tuple[Any, dict[str, int]]:
     An id repeated with different text is an error naming both lines (or, with duplicate_ids: keep, kept as
     '<id>#2', ...). The same text under two ids stays two prompts; collect asks it once."""
     import datasets
+    import pyarrow as pa
 
     if src.template:
         fields = [f for _, f, _, _ in string.Formatter().parse(src.template) if f]
@@ -277,16 +289,16 @@ def load_prompts(src: PromptSource) -> tuple[Any, dict[str, int]]:
     return datasets.Dataset(table), stats
 
 
-_SCHEMA = pa.schema([
-    ("prompt_id", pa.string()),
-    ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
-    ("reference", pa.string()),
-    ("metadata", pa.string()),
-])
-
-
 def _batch(cols: dict[str, list[Any]]) -> pa.RecordBatch:
-    b = pa.RecordBatch.from_pydict(cols, schema=_SCHEMA)
+    import pyarrow as pa
+
+    schema = pa.schema([
+        ("prompt_id", pa.string()),
+        ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+        ("reference", pa.string()),
+        ("metadata", pa.string()),
+    ])
+    b = pa.RecordBatch.from_pydict(cols, schema=schema)
     for v in cols.values():
         v.clear()
     return b

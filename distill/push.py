@@ -11,35 +11,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import Field, SecretStr
-
 from distill.errors import DistillError, InputError
 from distill.hub import is_hub_id, offline
 from distill.rundir import RunLayout, base_summary, fingerprint, read_summary, require_stage, write_json
-from distill.schema import Section
-
-
-class PushConfig(Section):
-    """The `push:` section: where the student goes and what its card declares."""
-
-    repo_id: str = Field(pattern=r"^[\w.\-]+/[\w.\-]+$", description="hub model repo, org/name")
-    private: bool = True
-    what: Literal["merged", "adapter"] = Field(default="merged", description="merged: base + adapter folded into one "
-                                               "model; adapter: the LoRA adapter alone, its base named in the card")
-    token: SecretStr | None = Field(default=None, description="default: the huggingface_hub login / HF_TOKEN")
-    license: str = Field(default="other", description="the card's license id (e.g. apache-2.0); the base model's "
-                         "license and the teachers' terms bind the student too")
-    license_name: str | None = Field(default=None, description="with license: other, a short name")
-    license_link: str | None = Field(default=None, description="with license: other, a URL to the terms")
-    dataset: str | None = Field(default=None, description="hub dataset id of the training data; default: "
-                                "curate.push_to_hub.repo_id when curate pushed it, else its card ships alongside")
-    train_gpu_usd_per_hour: float | None = Field(default=None, ge=0, description="$ per GPU hour: training cost = "
-                                                 "this x wall time x processes")
-    tags: list[str] = Field(default_factory=list)
-    commit_message: str = "distill: upload student"
+from distill.push_config import PushConfig
 
 
 CARD = "README.md"

@@ -17,23 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
 from distill.benchmarks import KINDS, mean_stderr
 from distill.errors import InputError
 from distill.rundir import RunLayout, Stage, fingerprint, read_summary, require_stage, write_json
-from distill.schema import Section
+from distill.report_config import ReportConfig
 
 PRETTY = {"gsm8k": "GSM8K", "mmlu": "MMLU", "humaneval": "HumanEval", "math500": "MATH-500", "aime_2024": "AIME 2024",
           "gpqa_diamond": "GPQA-Diamond"}
-
-
-class ReportConfig(Section):
-    title: str | None = Field(default=None, description="report heading; default: 'distill report: <name>'")
-    benchmarks: list[str] | None = Field(default=None, description="columns, in order; default: all evaluated")
-    models: list[str] | None = Field(default=None, description="rows, in order; default: all evaluated")
-    primary: str | None = Field(default=None, description="benchmark behind summary's teacher_accuracy / "
-                                "student_accuracy / student_over_teacher; default: the first column")
 
 
 def column_label(name: str, info: dict[str, Any]) -> str:

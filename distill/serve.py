@@ -22,12 +22,10 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import Field
-
 from distill.errors import ConfigError, DistillError
 from distill.hub import is_hub_id, resolve_model
 from distill.rundir import RunLayout, base_summary, fingerprint, write_json
-from distill.schema import Section
+from distill.serve_config import ServeConfig
 
 
 def free_port() -> int:
@@ -151,28 +149,6 @@ class VLLMServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-class ServeConfig(Section):
-    """How to serve a trained student with vLLM (`serve:` section; also an eval model's `serve:`)."""
-
-    model: str | None = Field(default=None, description="merged model dir or hub id (a base model when `adapter` is "
-                              "set); default <run_dir>/train/merged")
-    revision: str | None = Field(default=None, description="hub branch, tag or commit of `model` (resolved to a "
-                                 "commit once, recorded in the summary)")
-    adapter: str | None = Field(default=None, description="PEFT LoRA adapter dir: serve `model` + this adapter")
-    served_name: str | None = Field(default=None, description="model id clients send; default 'student'")
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535, description="`distill serve` only; eval picks a free port")
-    max_model_len: int | None = Field(default=None, gt=0, description="default: the model's own context length")
-    max_lora_rank: int | None = Field(default=None, gt=0, description="default: the adapter's rank r")
-    dtype: str | None = Field(default=None, description="vLLM --dtype (auto, bfloat16, float16, float32)")
-    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
-    tensor_parallel_size: int = Field(default=1, gt=0, description="GPUs one model is split over (vLLM "
-                                      "--tensor-parallel-size): for a student too big for one GPU")
-    kv_cache_gib: int = Field(default=1, gt=0, description="CPU only: VLLM_CPU_KVCACHE_SPACE")
-    extra_args: list[str] = Field(default_factory=list, description="more vLLM server arguments, passed as-is")
-    ready_timeout_s: float = Field(default=900.0, gt=0)
 
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the --max-lora-rank values vLLM accepts

@@ -10,7 +10,8 @@ import pytest
 
 from distill.cli import main
 from distill.errors import InputError
-from distill.report import ReportConfig, build_table, gap_recovered, run_report
+from distill.report import build_table, gap_recovered, run_report
+from distill.report_config import ReportConfig
 from distill.rundir import RunLayout, base_summary, write_json
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "gap_explorer.ipynb"

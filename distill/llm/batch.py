@@ -31,13 +31,16 @@ TERMINAL = {"completed", "failed", "expired", "cancelled"}
 
 
 class BatchConfig(Section):
-    poll_interval_s: float = Field(default=30.0, gt=0)
-    completion_window: str = "24h"
-    max_requests_per_batch: int = Field(default=50_000, gt=0, description="OpenAI's limit is 50,000")
-    max_bytes_per_batch: int = Field(default=190_000_000, gt=0, description="OpenAI's limit is 200 MB per file")
-    fallback: Literal["batch", "online", "none"] = Field(
-        default="online", description="what happens to failed or expired items: a new batch, online requests, or nothing")
-    max_resubmits: int = Field(default=1, ge=0, description="new batches for failed items (fallback: batch)")
+    poll_interval_s: float = Field(default=30.0, gt=0, description="seconds between polls")
+    completion_window: str = Field(default="24h", description="sent when creating a batch")
+    max_requests_per_batch: int = Field(default=50_000, gt=0, description="requests per batch file, under the API's "
+                                                                          "limit")
+    max_bytes_per_batch: int = Field(default=190_000_000, gt=0,
+                                     description="bytes per batch file, under the API's limit")
+    fallback: Literal["batch", "online", "none"] = Field(default="online",
+                                                         description="failed or expired items: `batch` (a new "
+                                                                     "batch), `online`, or `none`")
+    max_resubmits: int = Field(default=1, ge=0, description="new batches for failed items")
 
 
 class BatchRunner:
