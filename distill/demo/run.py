@@ -201,7 +201,7 @@ def _teacher_server(cfg: Any, demo: DemoConfig) -> Any:
     host, port, model_id = _teacher_endpoint(cfg)
     return VLLMServer(demo.teacher, served_name=model_id, host=host, port=port, max_model_len=256,
                       extra_args=["--dtype", "float32", "--enforce-eager"],
-                      log_path=cfg.root / "demo" / "teacher.vllm.log")
+                      log_path=cfg.layout.demo / "teacher.vllm.log")
 
 
 def run_demo(cfg: Any, *, force: bool = False) -> dict[str, Any]:
@@ -233,7 +233,7 @@ def run_demo(cfg: Any, *, force: bool = False) -> dict[str, Any]:
         report = _report(cfg, models["chosen"], force)
     summary = _demo_summary(cfg, demo, clock, teacher_info, collected, curated, top, report, models)
     write_json(layout.demo / "summary.json", summary)
-    _print_result(summary, layout.root)
+    _print_result(summary, layout)
     return summary
 
 
@@ -359,12 +359,12 @@ def _demo_summary(cfg: Any, demo: DemoConfig, clock: Clock, teacher_info: dict[s
     return summary
 
 
-def _print_result(s: dict[str, Any], root: Path) -> None:
+def _print_result(s: dict[str, Any], layout: RunLayout) -> None:
     def pct(v: float | None) -> str:
         return "—" if v is None else f"{100 * v:.1f}%"
 
     console.rule("[bold]demo result")
-    print((root / "report" / "report.md").read_text(encoding="utf-8"))
+    print((layout.report / "report.md").read_text(encoding="utf-8"))
     print(f"teacher   {s['teacher_params']:>9,} params  {pct(s['teacher_accuracy'])}")
     print(f"student   {s['student_params']:>9,} params  {pct(s['student_accuracy'])}  "
           f"(= {pct(s['student_over_teacher'])} of the teacher; {s['params_ratio']}x fewer parameters)")
@@ -373,6 +373,6 @@ def _print_result(s: dict[str, Any], root: Path) -> None:
     print(f"untrained student              {pct(s['untrained_accuracy'])}")
     print("stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in s["stage_seconds"].items())
           + f"; total {s['total_seconds']:.0f} s")
-    print(f"report: {root / 'report' / 'report.md'}, chart {root / 'report' / 'chart.png'}; "
-          f"summary {root / 'demo' / 'summary.json'}")
+    print(f"report: {layout.report / 'report.md'}, chart {layout.report / 'chart.png'}; "
+          f"summary {layout.demo / 'summary.json'}")
 
