@@ -1,7 +1,8 @@
 """Prompt sources (JSONL, CSV, Parquet, HF dataset dir or hub name) -> chat messages with stable ids.
 
-The result is an Arrow-backed `datasets.Dataset` with columns `prompt_id`, `messages`, `reference`, `metadata`
-(JSON of the source's other fields), so a million prompts never become a Python list of dicts.
+The result is an Arrow table (`PromptTable`) with columns `prompt_id`, `messages`, `reference`, `metadata`
+(JSON of the source's other fields), so a million prompts never become a Python list of dicts. Not a
+`datasets.Dataset`: importing `datasets` cost collect ~0.5 s before its first request, for nothing it used.
 """
 
 from __future__ import annotations
@@ -215,12 +216,34 @@ def prompt_id_for(messages: list[dict[str, str]]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def load_prompts(src: PromptSource) -> tuple[Any, dict[str, int]]:
-    """Read a prompt source into a `datasets.Dataset`; duplicates (same id, same text) are dropped and counted.
+class PromptTable:
+    """Loaded prompts: `len(t)`, `t[i]` (one row as a dict), `t[a:b]` (a dict of column lists), `t["column"]`."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __getitem__(self, key: int | slice | str) -> Any:
+        if isinstance(key, str):
+            return self.table.column(key).to_pylist()
+        n = self.table.num_rows
+        if isinstance(key, slice):
+            start, stop, step = key.indices(n)
+            if step != 1:
+                raise ValueError("PromptTable slices take step 1")
+            return self.table.slice(start, max(stop - start, 0)).to_pydict()
+        i = key + n if key < 0 else key
+        if not 0 <= i < n:
+            raise IndexError(f"prompt {key} of {n}")
+        return self.table.slice(i, 1).to_pylist()[0]
+
+
+def load_prompts(src: PromptSource) -> tuple[PromptTable, dict[str, int]]:
+    """Read a prompt source into a `PromptTable`; duplicates (same id, same text) are dropped and counted.
     An id repeated with different text is an error naming both lines (or, with duplicate_ids: keep, kept as
     '<id>#2', ...). The same text under two ids stays two prompts; collect asks it once."""
-    import datasets
-
     if src.template:
         fields = [f for _, f, _, _ in string.Formatter().parse(src.template) if f]
         if not fields:
@@ -273,8 +296,7 @@ def load_prompts(src: PromptSource) -> tuple[Any, dict[str, int]]:
         batches.append(_batch(cols))
     if stats["rows"] == 0:
         raise InputError(f"prompts.path: {src.path} has no rows")
-    table = pa.Table.from_batches(batches)
-    return datasets.Dataset(table), stats
+    return PromptTable(pa.Table.from_batches(batches)), stats
 
 
 _SCHEMA = pa.schema([
