@@ -1,7 +1,8 @@
 """Collector throughput against the loopback fake server; prints ratios measured in this one run.
 
 1. latency L=200 ms, concurrency C=256, 5,000 requests: our req/s vs the ideal C/L.
-2. zero latency, same C: our req/s vs a bare `AsyncOpenAI` loop (same aiohttp transport, same C).
+2. zero latency, same C: our req/s vs a bare `AsyncOpenAI` loop (the SDK over aiohttp, same C; ours posts over
+   aiohttp directly, distill/llm/transport.py).
 Ours includes everything a real collect does per request: cache lookup, key hashing, rate-limit/budget
 bookkeeping, parsing, and a committed SQLite write before the response counts.
 

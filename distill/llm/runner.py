@@ -13,7 +13,7 @@ import contextlib
 import random
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from distill.errors import redact
 from distill.llm.budget import Budget
@@ -22,9 +22,7 @@ from distill.llm.errors import EmptyChoices, Failure, RunStopped, classify
 from distill.llm.parse import usage_fields
 from distill.llm.ratelimit import RateLimiter
 from distill.llm.request import ChatRequest, OnResult, RequestModel, RunStats, estimate_prompt_tokens
-
-if TYPE_CHECKING:
-    import openai
+from distill.llm.transport import ChatTransport
 
 REFUSED_ATTEMPTS = 3  # a request refused this many times before any request succeeded: nothing is listening
 # failures after which the provider may still have run (and billed) the request: charged at their worst case
@@ -61,16 +59,7 @@ class ChatRunner:
     async def run(self, requests: Iterable[ChatRequest], on_result: OnResult) -> RunStats:
         """Send every request not in the cache; returns stats. Raises `RunStopped` on a fatal error, and when
         requests failed and none succeeded (a model that never answered must not score 0%)."""
-        import openai  # here, not at import: 0.7 s of start-up that a run pays only once it sends
-
-        client = openai.AsyncOpenAI(
-            base_url=self.ep.base_url,
-            api_key=self.ep.api_key.get_secret_value(),
-            max_retries=0,
-            timeout=self.ep.timeout_s,
-            default_headers=self.ep.headers or None,
-            http_client=openai.DefaultAioHttpClient(timeout=self.ep.timeout_s),
-        )
+        client = ChatTransport(self.ep)
         queue: asyncio.Queue[tuple[ChatRequest, list[str], str] | None] = asyncio.Queue(maxsize=2 * self.ep.concurrency)
         workers = [asyncio.create_task(self._worker(client, queue, on_result)) for _ in range(self.ep.concurrency)]
         try:
@@ -143,7 +132,7 @@ class ChatRunner:
         if batch:
             await flush()
 
-    async def _worker(self, client: openai.AsyncOpenAI, queue: asyncio.Queue, on_result: OnResult) -> None:
+    async def _worker(self, client: ChatTransport, queue: asyncio.Queue, on_result: OnResult) -> None:
         while True:
             item = await queue.get()
             if item is None:
@@ -156,7 +145,7 @@ class ChatRunner:
             for freq, fkeys in self._inflight.pop(rk, []):
                 await self._follow(client, freq, fkeys, on_result)
 
-    async def _follow(self, client: openai.AsyncOpenAI, req: ChatRequest, keys: list[str], on_result: OnResult) -> None:
+    async def _follow(self, client: ChatTransport, req: ChatRequest, keys: list[str], on_result: OnResult) -> None:
         """A request whose prompt was just asked under another id: its answers are in the cache now (the same
         request key), else (that request failed or asked fewer samples) it is sent itself."""
         found = self.cache.get_many(keys)
@@ -191,7 +180,7 @@ class ChatRunner:
             return None
         return ticket, worst
 
-    async def _one(self, client: openai.AsyncOpenAI, req: ChatRequest, keys: list[str], on_result: OnResult) -> None:
+    async def _one(self, client: ChatTransport, req: ChatRequest, keys: list[str], on_result: OnResult) -> None:
         messages = self.model.full_messages(req.messages)
         pending = dict(zip(req.samples, keys, strict=True))
         est_prompt = estimate_prompt_tokens(messages)
@@ -293,11 +282,9 @@ class ChatRunner:
                 if not fut.done():
                     fut.set_result(None)
 
-    async def _send(self, client: openai.AsyncOpenAI, messages: list[dict[str, Any]], n: int) -> dict[str, Any]:
-        """POST /chat/completions through the SDK's client (auth, headers, error mapping, timeouts), with the
-        body built by us and the JSON returned as a dict: the SDK's per-call TypedDict transform and model
-        construction cost more CPU than the rest of a request (profiled), and this path is the collector's limit."""
-        resp = await client.post("/chat/completions", cast_to=dict, body=self.model.body(messages, n))
+    async def _send(self, client: ChatTransport, messages: list[dict[str, Any]], n: int) -> dict[str, Any]:
+        """POST /chat/completions (transport.py: auth, headers, timeout, error kinds); the JSON as a dict."""
+        resp = await client.post(self.model.body(messages, n))
         if not isinstance(resp, dict):
             raise ValueError(f"expected a JSON object, got {type(resp).__name__}")
         if not resp.get("choices"):
