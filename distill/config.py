@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from distill.collect_config import CollectConfig
+from distill.collect.config import CollectConfig
 from distill.curate.config import CurateConfig
 from distill.demo.config import DemoConfig
 from distill.errors import ConfigError

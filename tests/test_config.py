@@ -52,10 +52,10 @@ def test_reading_a_config_imports_no_heavy_library_and_no_stage_code() -> None:
                          cwd=Path(__file__).resolve().parents[1])
     loaded = set(json.loads(out.stdout))
     heavy = {"openai", "pyarrow", "datasets", "torch", "transformers", "numpy", "pandas", "rich"}
-    stages = {"distill.collect", "distill.estimate", "distill.evaluate", "distill.report", "distill.push",
+    stages = {"distill.collect.stage", "distill.collect.estimate", "distill.evaluate", "distill.report", "distill.push",
               "distill.serve", "distill.curate.pipeline", "distill.train.trainer", "distill.demo.run"}
     assert not (heavy | stages) & loaded, sorted((heavy | stages) & loaded)
-    assert "distill.collect_config" in loaded and "distill.eval_config" in loaded  # it did read the sections
+    assert "distill.collect.config" in loaded and "distill.eval_config" in loaded  # it did read the sections
 
 
 def test_readme_config_reference_is_generated_from_the_models(tmp_path: Path) -> None:

@@ -172,7 +172,7 @@ def _clock() -> Any:
 
 def build_trainer(cfg: TrainConfig, train_ds: Any, eval_ds: Any, tokenizer: Any, output_dir: Path,
                   precision: str, **arg_overrides: Any) -> Any:
-    """An `SFTTrainer` over pre-tokenized splits (used by `run_train` and benchmarks/bench_train.py)."""
+    """An `SFTTrainer` over pre-tokenized splits (used by `run_train` and bench/bench_train.py)."""
     from trl import SFTTrainer
 
     args = sft_args(cfg, output_dir, precision, has_eval=eval_ds is not None, **arg_overrides)  # before the model

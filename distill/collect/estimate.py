@@ -19,7 +19,7 @@ from distill.llm.budget import Budget
 from distill.llm.pricing import Price
 from distill.llm.request import estimate_prompt_tokens
 from distill.progress import console
-from distill.collect_config import EstimateConfig
+from distill.collect.config import EstimateConfig
 
 
 _OPENAI_PREFIXES = ("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding", "davinci", "babbage")

@@ -4,7 +4,7 @@ The loopback fake server logs each request with its wall-clock time; the launch 
 process is spawned, so the figure covers interpreter start, imports, config and prompt loading, and the client.
 Goal (issue 12 §4): under 1 s. Each run uses a fresh run dir (nothing cached) and a small prompt file.
 
-    python benchmarks/bench_startup.py [--runs 5] [--prompts 200]
+    python bench/bench_startup.py [--runs 5] [--prompts 200]
 """
 
 from __future__ import annotations

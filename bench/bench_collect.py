@@ -6,7 +6,7 @@
 Ours includes everything a real collect does per request: cache lookup, key hashing, rate-limit/budget
 bookkeeping, parsing, and a committed SQLite write before the response counts.
 
-    python benchmarks/bench_collect.py [--n 5000] [--c 256] [--latency 0.2]
+    python bench/bench_collect.py [--n 5000] [--c 256] [--latency 0.2]
 """
 
 from __future__ import annotations

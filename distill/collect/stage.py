@@ -1,4 +1,4 @@
-"""collect: prompts -> teacher records, through distill.llm (the same path evaluate uses).
+"""The collect stage: prompts -> teacher records, through distill.llm (the same path evaluate uses).
 
 Output: runs/<name>/collect/records-NNNNN.parquet (one row per prompt x teacher x sample, loadable with
 `datasets.load_dataset("parquet", ...)` or `load_records`), failures.jsonl, summary.json.
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from distill.errors import InputError
-from distill.collect_config import CollectConfig
-from distill.estimate import estimate_teacher, print_estimate
+from distill.collect.config import CollectConfig
+from distill.collect.estimate import estimate_teacher, print_estimate
 from distill.llm import ChatRequest, ChatRunner, EndpointConfig, OnResult, RequestModel, ResponseCache, Runner, RunStats
 from distill.llm.batch import BatchRunner
 from distill.llm.budget import Budget
