@@ -11,7 +11,6 @@ then work on numpy masks over row indices, so a million records never become Pyt
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from distill.curate.step import Rows, Step, keep_column, record_filter
 from distill.curate.verify import UNVERIFIABLE, rejection_step, verify_step
 from distill.errors import ConfigError, InputError
 from distill.progress import console
+from distill.tokens import approx_tokens
 
 STEPS: tuple[Step, ...] = (
     record_filter("errors", filters.errors_keep),
@@ -79,7 +79,7 @@ class TokenCounter:
 
     def __call__(self, texts: list[str]) -> list[int]:
         if self.tok is None:
-            return [math.ceil(len(t) / 4) for t in texts]
+            return [approx_tokens(t) for t in texts]
         return [len(ids) for ids in self.tok(texts, add_special_tokens=False)["input_ids"]]
 
 

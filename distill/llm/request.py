@@ -96,9 +96,11 @@ class RunStats:
 
 
 def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    """chars/4 + per-message overhead: only for rate limiting and estimates, never billed nor used for the cap
-    (that is `prompt_token_bound`)."""
-    return sum(len(str(m.get("content") or "")) // 4 + 4 for m in messages) + 3
+    """`approx_tokens` + per-message overhead: only for rate limiting and estimates, never billed nor used for the
+    cap (that is `prompt_token_bound`)."""
+    from distill.tokens import approx_tokens
+
+    return sum(approx_tokens(str(m.get("content") or "")) + 4 for m in messages) + 3
 
 
 class RequestModel:
