@@ -78,8 +78,7 @@ def _pilot_indices(n_uncached: int, k: int) -> list[int]:
 def estimate_teacher(ep: EndpointConfig, ds: Any, cache: ResponseCache, est: EstimateConfig,
                      budget: Budget | None = None) -> dict[str, Any]:
     """One teacher's estimate; the pilot's spend goes to `budget` (the collect stage's ledger and cap)."""
-    model = RequestModel(ep)
-    runner = ChatRunner(model, cache, budget=budget)
+    runner = ChatRunner(model := RequestModel(ep), cache, budget=budget)
     if not runner.price.known:
         raise DistillError(
             f"no price for model {ep.model!r} (teacher '{ep.name}'): set `price: {{prompt: X, completion: Y}}` "
