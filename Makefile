@@ -44,7 +44,7 @@ estimate:           ## dry run: requests, tokens and $ (online and batch) before
 	$(DISTILL) collect -c $(CONFIG) --dry-run $(ARGS)
 
 bench-collect:      ## collector throughput vs C/L and vs a bare AsyncOpenAI loop
-	$(PY) benchmarks/bench_collect.py
+	$(PY) bench/bench_collect.py
 
 .PHONY: curate bench-dedup
 
@@ -52,7 +52,7 @@ curate:             ## filter, verify, dedup and decontaminate the collect recor
 	$(DISTILL) curate -c $(CONFIG) $(ARGS)
 
 bench-dedup:        ## near-dup recall/precision on 1M planted records, wall/RSS; docs/s vs datasketch (ARGS="--n 100000")
-	$(PY) benchmarks/bench_dedup.py $(ARGS)
+	$(PY) bench/bench_dedup.py $(ARGS)
 
 .PHONY: serve-student eval report bench-serve push-student check-notebook-env
 
@@ -69,7 +69,7 @@ check-notebook-env: ## the gap-explorer notebook in a fresh venv with only the e
 	PY=$(PY) bash scripts/check_notebook_env.sh
 
 bench-serve:        ## vLLM-served tokens/s vs transformers generate on the same tiny model
-	$(PY) benchmarks/bench_serve.py
+	$(PY) bench/bench_serve.py
 
 push-student:       ## upload the student (push.what: merged | adapter) to push.repo_id with a model card (ARGS=--card-only)
 	$(DISTILL) push -c $(CONFIG) $(ARGS)
@@ -87,4 +87,4 @@ train-student:      ## fine-tune the student on the curated dataset (accelerate 
 		-m distill.cli train -c $(CONFIG) $(ARGS)
 
 bench-train:        ## training stack tokens/s vs a bare PyTorch loop; packing efficiency
-	$(PY) benchmarks/bench_train.py
+	$(PY) bench/bench_train.py

@@ -54,11 +54,11 @@ def _collect(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     if args.dry_run:
-        run_estimate(_need(cfg, "collect"), cfg.root / "estimate.json", cfg.cache_file)
-        print(f"estimate written to {cfg.root / 'estimate.json'}")
+        run_estimate(_need(cfg, "collect"), cfg.layout)
+        print(f"estimate written to {cfg.layout.estimate}")
         return 0
-    summary = run_collect(_need(cfg, "collect"), cfg.root / "collect", cfg.cache_file, force=args.force)
-    print(f"collect: {summary['records']} records in {cfg.root / 'collect'} "
+    summary = run_collect(_need(cfg, "collect"), cfg.layout, force=args.force)
+    print(f"collect: {summary['records']} records in {cfg.layout.collect} "
           f"(new {summary['completed']}, cached {summary['from_cache']}, failed {summary['failed']}, "
           f"${summary['cost_usd']:.4f})")
     return 0 if summary.get("complete") else 1
@@ -70,8 +70,7 @@ def _curate(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     ccfg = _need(cfg, "curate")
-    src = Path(ccfg.input) if ccfg.input else cfg.root / "collect"
-    s = run_curate(ccfg, src, cfg.root / "curate", force=args.force, pipeline=cfg.name)
+    s = run_curate(ccfg, cfg.layout, force=args.force, pipeline=cfg.name)
     removed = ", ".join(f"{k} {v['removed']}" for k, v in s["filters"].items() if v.get("removed"))
     print(f"curate: {s['records_out']} records ({s['splits']['train']['records']} train, "
           f"{s['splits']['validation']['records']} validation) of {s['records_in']} in {cfg.root / 'curate'}"
@@ -91,20 +90,20 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     tcfg = _need(cfg, "train")
-    data = dataset_path(tcfg, cfg.root)
+    data = dataset_path(tcfg, cfg.layout)
     if args.check:
         chk = run_check(tcfg, data)
         print(f"train --check: {chk.examples} examples rendered, no template problems")
         return 0
-    s = run_train(tcfg, data, cfg.root / "train", force=args.force, resume=args.resume)
+    s = run_train(tcfg, data, cfg.layout.train, force=args.force, resume=args.resume)
     if s.get("not_main_process"):
         return 0
     if s.get("skipped"):
-        print(f"train: up to date in {cfg.root / 'train'} (use --force to re-run)")
+        print(f"train: up to date in {cfg.layout.train} (use --force to re-run)")
         return 0
     print(f"train: {s['method']} {s['global_step']} steps, {s['tokens_seen']} tokens ({s['tokens_per_s']} tok/s), "
           f"train loss {s['train_loss_final']}, eval loss {s['eval_loss_initial']} -> {s['eval_loss_final']}, "
-          f"out {cfg.root / 'train'}")
+          f"out {cfg.layout.train}")
     return 0
 
 
@@ -116,10 +115,11 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
 
 @command("serve", "serve the trained student with vLLM (OpenAI-compatible) until Ctrl-C", _serve_args)
 def _serve(args: argparse.Namespace) -> int:
-    from distill.serve import ServeConfig, serve_foreground
+    from distill.serve import serve_foreground
+    from distill.serve_config import ServeConfig
 
     cfg = _load(args)
-    return serve_foreground(cfg.serve or ServeConfig(), cfg.root, port=args.port, host=args.host)
+    return serve_foreground(cfg.serve or ServeConfig(), cfg.layout, port=args.port, host=args.host)
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
@@ -152,7 +152,7 @@ def _replay(args: argparse.Namespace) -> int:
         models = [m for m in ecfg.models if not args.model or m.name in args.model]
         if not models:
             raise DistillError(f"--model: no eval model named {', '.join(args.model)}")
-        out, root = Path(args.out) if args.out else cfg.root / "eval-replay", cfg.root
+        out, root = Path(args.out) if args.out else cfg.layout.eval_replay, cfg.root
     result = run_replay(manifest, models, out, run_root=root)
     for line in replay_lines(result):
         print(line)
@@ -169,12 +169,13 @@ def _eval(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if args.limit is not None and args.limit < 1:
         raise DistillError("--limit: expected a positive number of items")
-    top = run_eval(cfg, cfg.root, cfg.cache_file, force=args.force, models=args.model, limit=args.limit)
+    top = run_eval(_need(cfg, "eval"), cfg.layout, pipeline=cfg.name, force=args.force, models=args.model,
+                   limit=args.limit)
     for name, m in top["models"].items():
         scores = " ".join(f"{b}={'—' if v is None else f'{100 * v:.1f}%'}" for b, v in m["scores"].items())
         usd = m.get("usd_per_1m_output_tokens")
         print(f"eval {name} ({m['role']}): {scores} $/1M={'—' if usd is None else f'{usd:.4f}'}")
-    print(f"eval: results in {cfg.root / 'eval'}")
+    print(f"eval: results in {cfg.layout.eval}")
     return 0 if top.get("complete") else 1
 
 
@@ -183,8 +184,9 @@ def _report(args: argparse.Namespace) -> int:
     from distill.report import run_report
 
     cfg = _load(args)
-    run_report(cfg, cfg.root, force=args.force)
-    out = cfg.root / "report"
+    run_report(cfg.report, cfg.layout, pipeline=cfg.name, eval_models=cfg.eval.model_names if cfg.eval else None,
+               force=args.force)
+    out = cfg.layout.report
     print((out / "report.md").read_text(encoding="utf-8"))
     print(f"report: {out / 'report.md'}, {out / 'report.json'}, {out / 'chart.png'}")
     return 0
@@ -201,7 +203,7 @@ def _push(args: argparse.Namespace) -> int:
     from distill.push import run_push
 
     cfg = _load(args)
-    s = run_push(_need(cfg, "push"), cfg.root, cfg.name, card_only=args.card_only)
+    s = run_push(_need(cfg, "push"), cfg.layout, cfg.name, card_only=args.card_only)
     if not s["uploaded"]:
         print(f"push: card written to {s['card']} ({len(s['files'])} files, {s['bytes']} bytes would be uploaded)")
         return 0

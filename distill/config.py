@@ -15,32 +15,35 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError
 
-from distill.collect import CollectConfig
+from distill.collect.config import CollectConfig
 from distill.curate.config import CurateConfig
 from distill.demo.config import DemoConfig
 from distill.errors import ConfigError
-from distill.evaluate import EvalConfig
-from distill.push import PushConfig
-from distill.report import ReportConfig
+from distill.eval_config import EvalConfig
+from distill.push_config import PushConfig
+from distill.report_config import ReportConfig
+from distill.rundir import RunLayout
 from distill.schema import Section
-from distill.serve import ServeConfig
+from distill.serve_config import ServeConfig
 from distill.train.config import TrainConfig
 
 
 class PipelineConfig(Section):
     """The whole pipeline: which stages run with which settings."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", description="pipeline name; the run dir is runs/<name>")
-    run_dir: Path | None = Field(default=None, description="default: runs/<name>")
-    cache_path: Path | None = Field(default=None, description="LLM response cache; default <run_dir>/cache/llm.sqlite")
-    collect: CollectConfig | None = None
-    curate: CurateConfig | None = None
-    serve: ServeConfig | None = None
-    eval: EvalConfig | None = None
-    report: ReportConfig | None = None
-    train: TrainConfig | None = None
-    demo: DemoConfig | None = None
-    push: PushConfig | None = None
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$", description="pipeline name (letters, digits, `_.-`)")
+    run_dir: Path | None = Field(default=None, description="where stage outputs go (default: `runs/<name>`)")
+    cache_path: Path | None = Field(default=None, description="the response cache shared by collect and eval "
+                                                              "(default: `<run_dir>/cache/llm.sqlite`)")
+    collect: CollectConfig | None = Field(default=None, description="for `distill collect`")
+    curate: CurateConfig | None = Field(default=None, description="for `distill curate`")
+    train: TrainConfig | None = Field(default=None, description="for `distill train`")
+    serve: ServeConfig | None = Field(default=None, description="for `distill serve`; also the shape of an eval "
+                                      "model's `serve:`")
+    eval: EvalConfig | None = Field(default=None, description="for `distill eval`")
+    report: ReportConfig | None = Field(default=None, description="optional")
+    push: PushConfig | None = Field(default=None, description="for `distill push`")
+    demo: DemoConfig | None = Field(default=None, description="optional; read by `distill demo` only")
 
     @property
     def root(self) -> Path:
@@ -48,7 +51,12 @@ class PipelineConfig(Section):
 
     @property
     def cache_file(self) -> Path:
-        return self.cache_path if self.cache_path is not None else self.root / "cache" / "llm.sqlite"
+        return self.layout.cache
+
+    @property
+    def layout(self) -> RunLayout:
+        """Every path of this run (runs/<name>/collect, .../train/merged, the cache, ...)."""
+        return RunLayout(self.root, self.cache_path)
 
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

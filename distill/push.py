@@ -11,35 +11,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import Field, SecretStr
-
 from distill.errors import DistillError, InputError
 from distill.hub import is_hub_id, offline
-from distill.rundir import base_summary, fingerprint, read_summary, require_stage, write_json
-from distill.schema import Section
-
-
-class PushConfig(Section):
-    """The `push:` section: where the student goes and what its card declares."""
-
-    repo_id: str = Field(pattern=r"^[\w.\-]+/[\w.\-]+$", description="hub model repo, org/name")
-    private: bool = True
-    what: Literal["merged", "adapter"] = Field(default="merged", description="merged: base + adapter folded into one "
-                                               "model; adapter: the LoRA adapter alone, its base named in the card")
-    token: SecretStr | None = Field(default=None, description="default: the huggingface_hub login / HF_TOKEN")
-    license: str = Field(default="other", description="the card's license id (e.g. apache-2.0); the base model's "
-                         "license and the teachers' terms bind the student too")
-    license_name: str | None = Field(default=None, description="with license: other, a short name")
-    license_link: str | None = Field(default=None, description="with license: other, a URL to the terms")
-    dataset: str | None = Field(default=None, description="hub dataset id of the training data; default: "
-                                "curate.push_to_hub.repo_id when curate pushed it, else its card ships alongside")
-    train_gpu_usd_per_hour: float | None = Field(default=None, ge=0, description="$ per GPU hour: training cost = "
-                                                 "this x wall time x processes")
-    tags: list[str] = Field(default_factory=list)
-    commit_message: str = "distill: upload student"
+from distill.rundir import RunLayout, base_summary, fingerprint, read_summary, require_stage, write_json
+from distill.push_config import PushConfig
 
 
 CARD = "README.md"
@@ -53,11 +31,11 @@ def _summary(stage_dir: Path) -> dict[str, Any]:
 
 def teachers(run_root: Path) -> list[dict[str, Any]]:
     """Each teacher with the model ids its API returned (curate counted them per record), else what collect asked."""
-    cur = _summary(run_root / "curate").get("teachers") or {}
+    cur = _summary(RunLayout(run_root).curate).get("teachers") or {}
     if cur:
         return [{"name": t, "models": v.get("models") or [], "records": v.get("in"), "kept": v.get("kept"),
                  "returned": True} for t, v in cur.items()]
-    col = _summary(run_root / "collect")
+    col = _summary(RunLayout(run_root).collect)
     out = []
     for t in (col.get("config") or {}).get("teachers") or []:
         per = (col.get("per_teacher") or {}).get(t.get("name"), {})
@@ -70,13 +48,13 @@ def dataset_link(run_root: Path, pcfg: PushConfig) -> str | None:
     """The hub dataset id the student was trained on, when it was pushed."""
     if pcfg.dataset:
         return pcfg.dataset
-    hub = ((_summary(run_root / "curate").get("config") or {}).get("push_to_hub") or {})
+    hub = ((_summary(RunLayout(run_root).curate).get("config") or {}).get("push_to_hub") or {})
     return hub.get("repo_id")
 
 
 def costs(run_root: Path, train: dict[str, Any], pcfg: PushConfig) -> dict[str, Any]:
     """$ of collection (priced per token by collect) and of training (device hours x the configured GPU rate)."""
-    col = _summary(run_root / "collect")
+    col = _summary(RunLayout(run_root).collect)
     hours = float(train["wall_s"]) / 3600 * int(train.get("world_size") or 1) if train.get("wall_s") is not None else None
     rate = pcfg.train_gpu_usd_per_hour if train.get("device") == "cuda" else None
     return {"collect_usd": col.get("cost_usd"), "collect_prompt_tokens": col.get("prompt_tokens"),
@@ -126,20 +104,20 @@ def _teacher_lines(ts: list[dict[str, Any]]) -> list[str]:
 
 def _eval_lines(run_root: Path) -> list[str]:
     """report.md's table (with its intervals and protocol notes) plus each benchmark's protocol from eval."""
-    report_md = run_root / "report" / "report.md"
+    report_md = RunLayout(run_root).report / "report.md"
     if not report_md.is_file():
         return ["Not evaluated in this run (no `report/report.md`: run `distill eval` and `distill report`)."]
     body = [ln for ln in report_md.read_text(encoding="utf-8").splitlines() if not ln.startswith("# ")]
     body = ["#" + ln if ln.startswith("##") else ln for ln in body]  # the report's sections nest under this one
     while body and not body[0].strip():
         body.pop(0)
-    rep = _summary(run_root / "report")
+    rep = _summary(RunLayout(run_root).report)
     extra = {k: rep[k] for k in ("protocol", "intervals", "paired", "confidence") if k in rep}
     if extra:
         body += ["", "Report protocol (from `report/summary.json`):", "", "```json",
                  json.dumps(extra, indent=2, default=str), "```"]
     student = (rep.get("roles") or {}).get("student")
-    ev = _summary(run_root / "eval" / student) if student else {}
+    ev = _summary(RunLayout(run_root).eval_model(student)) if student else {}
     if ev.get("benchmarks"):
         body += ["", f"Protocol per benchmark (eval of `{student}`):", "",
                  "| benchmark | items | k-shot | temperature | max tokens | samples per item |", "|---|---|---|---|---|---|"]
@@ -176,7 +154,7 @@ def _cost_lines(c: dict[str, Any]) -> list[str]:
 def model_card(run_root: Path, pcfg: PushConfig, name: str) -> str:
     """The model card (README.md) for the run in `run_root`; reads only stage summaries and report files."""
     run_root = Path(run_root)
-    train = require_stage(run_root / "train", "train")
+    train = require_stage(RunLayout(run_root).train, "train")
     base, ts, dataset = _base(train), teachers(run_root), dataset_link(run_root, pcfg)
     c = costs(run_root, train, pcfg)
     pinned = (f" at commit `{base['revision']}`" if base["revision"] else
@@ -209,8 +187,8 @@ def model_card(run_root: Path, pcfg: PushConfig, name: str) -> str:
 # -- what to upload -----------------------------------------------------------------------------------------------
 def upload_plan(run_root: Path, pcfg: PushConfig, push_dir: Path) -> list[tuple[str, Path]]:
     """(path in repo, local file) for every file of the upload: the weights dir, the card, the dataset card."""
-    run_root = Path(run_root)
-    src = run_root / "train" / pcfg.what
+    lay = RunLayout(run_root)
+    src = lay.train / pcfg.what
     if not src.is_dir():
         hint = " (train.merge: false? push.what: adapter ships the adapter)" if pcfg.what == "merged" else \
             " (train.method: full has no adapter; push.what: merged)"
@@ -219,13 +197,13 @@ def upload_plan(run_root: Path, pcfg: PushConfig, push_dir: Path) -> list[tuple[
     if pcfg.what == "adapter":  # name the base by its hub id, not the local cache path training loaded it from
         plan = [(r, push_dir / "adapter_config.json" if r == "adapter_config.json" else p) for r, p in plan]
     plan = [(r, p) for r, p in plan if r != CARD] + [(CARD, push_dir / CARD)]
-    if not dataset_link(run_root, pcfg) and (run_root / "curate" / "README.md").is_file():
-        plan.append((DATASET_CARD, run_root / "curate" / "README.md"))
+    if not dataset_link(run_root, pcfg) and (lay.curate / "README.md").is_file():
+        plan.append((DATASET_CARD, lay.curate / "README.md"))
     return plan
 
 
 def _adapter_config(run_root: Path, base: dict[str, Any], push_dir: Path) -> None:
-    conf = json.loads((run_root / "train" / "adapter" / "adapter_config.json").read_text())
+    conf = json.loads((RunLayout(run_root).adapter / "adapter_config.json").read_text())
     if not base["local"]:
         conf["base_model_name_or_path"] = base["name"]
         conf["revision"] = base["revision"]
@@ -242,15 +220,15 @@ def _upload(pcfg: PushConfig, plan: list[tuple[str, Path]]) -> str:
     return str(getattr(info, "oid", "") or "")
 
 
-def run_push(pcfg: PushConfig, run_root: Path, name: str, *, card_only: bool = False) -> dict[str, Any]:
+def run_push(pcfg: PushConfig, layout: RunLayout, name: str, *, card_only: bool = False) -> dict[str, Any]:
     """Write the card (always), then upload; offline or a failed upload is one error that names the card on disk."""
-    run_root = Path(run_root)
-    push_dir = run_root / "push"
+    run_root = layout.root
+    push_dir = layout.push
     push_dir.mkdir(parents=True, exist_ok=True)
     card = model_card(run_root, pcfg, name)
     (push_dir / CARD).write_text(card, encoding="utf-8")
-    train = require_stage(run_root / "train", "train")
-    if pcfg.what == "adapter" and (run_root / "train" / "adapter" / "adapter_config.json").is_file():
+    train = require_stage(layout.train, "train")
+    if pcfg.what == "adapter" and (layout.adapter / "adapter_config.json").is_file():
         _adapter_config(run_root, _base(train), push_dir)
     plan = upload_plan(run_root, pcfg, push_dir)
     config = pcfg.model_dump(mode="json", exclude={"token"})

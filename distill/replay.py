@@ -16,7 +16,8 @@ from typing import Any
 
 from distill.benchmarks import Item, get_benchmark
 from distill.errors import DistillError, InputError
-from distill.evaluate import EvalBenchmark, EvalConfig, EvalModel, LoadedBenchmark, eval_model, load_benchmark
+from distill.eval_config import EvalBenchmark, EvalConfig, EvalModel
+from distill.evaluate import LoadedBenchmark, eval_model, load_benchmark
 from distill.llm import ResponseCache
 from distill.llm.endpoint import SamplingParams
 from distill.llm.runner import Budget

@@ -13,29 +13,17 @@ touching a model. Output: runs/<name>/report/{report.md, report.json, chart.png,
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
 from distill.benchmarks import KINDS, mean_stderr
 from distill.errors import InputError
-from distill.progress import console
-from distill.rundir import base_summary, fingerprint, is_fresh, read_summary, require_stage, stage_output, write_json
-from distill.schema import Section
+from distill.rundir import RunLayout, Stage, fingerprint, read_summary, require_stage, write_json
+from distill.report_config import ReportConfig
 
 PRETTY = {"gsm8k": "GSM8K", "mmlu": "MMLU", "humaneval": "HumanEval", "math500": "MATH-500", "aime_2024": "AIME 2024",
           "gpqa_diamond": "GPQA-Diamond"}
-
-
-class ReportConfig(Section):
-    title: str | None = Field(default=None, description="report heading; default: 'distill report: <name>'")
-    benchmarks: list[str] | None = Field(default=None, description="columns, in order; default: all evaluated")
-    models: list[str] | None = Field(default=None, description="rows, in order; default: all evaluated")
-    primary: str | None = Field(default=None, description="benchmark behind summary's teacher_accuracy / "
-                                "student_accuracy / student_over_teacher; default: the first column")
 
 
 def column_label(name: str, info: dict[str, Any]) -> str:
@@ -402,30 +390,30 @@ def render_chart(table: dict[str, Any], path: Path, title: str) -> dict[str, Any
     return drawn
 
 
-def run_report(cfg: Any, run_root: Path, *, force: bool = False) -> dict[str, Any]:
-    """Render the table (Markdown + JSON) and the chart from stored eval results; returns report summary."""
+def run_report(rcfg: ReportConfig | None, layout: RunLayout, *, pipeline: str | None = None,
+               eval_models: list[str] | None = None, force: bool = False) -> dict[str, Any]:
+    """Render the table (Markdown + JSON) and the chart from stored eval results; returns report summary.
+
+    `eval_models`: the eval config's model names, in order (the default rows); `pipeline` names the title."""
     t0 = time.monotonic()
-    rcfg: ReportConfig = getattr(cfg, "report", None) or ReportConfig()
-    run_root = Path(run_root)
-    models = _load_models(run_root / "eval")
-    ecfg = getattr(cfg, "eval", None)
-    if rcfg.models is None and ecfg is not None:
+    rcfg = rcfg or ReportConfig()
+    models = _load_models(layout.eval)
+    if rcfg.models is None and eval_models is not None:
         # rows: the models the eval config names (in its order), not stale dirs of models since removed
-        named = [m.name for m in ecfg.models if m.name in models]
+        named = [n for n in eval_models if n in models]
         models = {n: models[n] for n in named} or models
     fp = fingerprint(rcfg.model_dump(mode="json"), list(models), {n: s.get("fingerprint") for n, s in models.items()},
                      {n: s.get("finished_at") for n, s in models.items()})
-    stage_dir = run_root / "report"
-    if not force and is_fresh(stage_dir, fp):
-        console.print(f"report: up to date in {stage_dir} (use --force to re-run)")
-        return json.loads((stage_dir / "summary.json").read_text())
-    table = build_table(models, rcfg, run_root / "eval")
-    title = rcfg.title or f"distill report: {getattr(cfg, 'name', run_root.name)}"
+    stage = Stage("report", layout.report, fp, rcfg.model_dump(mode="json"))
+    if (done := stage.fresh(force)) is not None:
+        return done
+    table = build_table(models, rcfg, layout.eval)
+    title = rcfg.title or f"distill report: {pipeline or layout.root.name}"
     md = render_markdown(table, title)
-    with stage_output(stage_dir) as out:
-        (out / "report.md").write_text(md, encoding="utf-8")
-        write_json(out / "report.json", {"title": title, **table})
-        chart = render_chart(table, out / "chart.png", title)
+    with stage.build() as b:
+        (b.out / "report.md").write_text(md, encoding="utf-8")
+        write_json(b.out / "report.json", {"title": title, **table})
+        chart = render_chart(table, b.out / "chart.png", title)
         p = table["primary"]
         roles = table["roles"]
 
@@ -435,8 +423,7 @@ def run_report(cfg: Any, run_root: Path, *, force: bool = False) -> dict[str, An
             v = next(r for r in table["rows"] if r["model"] == roles[role])["scores"].get(p)
             return v["score"] if v else None
 
-        summary = base_summary("report", fp, rcfg.model_dump(mode="json"))
-        summary.update(
+        b.summary.update(
             models=list(models), benchmarks=[c["benchmark"] for c in table["columns"]], roles=roles, primary=p,
             teacher_accuracy=primary_score("teacher"), student_accuracy=primary_score("student"),
             base_accuracy=primary_score("base"),
@@ -445,12 +432,11 @@ def run_report(cfg: Any, run_root: Path, *, force: bool = False) -> dict[str, An
             student_over_teacher=table["student_over_teacher"].get(p) if p else None,
             gap_recovered=table["gap_recovered"], paired=table["paired"],
             protocol={c["benchmark"]: c["protocol"] for c in table["columns"]},
-            lm_eval={b: {k: v for k, v in h.items()} for b, h in table["harness"].items()},
+            lm_eval={name: dict(h) for name, h in table["harness"].items()},
             chart=chart, files=["report.md", "report.json", "chart.png"],
             wall_time_s=round(time.monotonic() - t0, 3),
         )
-        write_json(out / "summary.json", summary)
-    return summary
+    return b.summary
 
 
 def eval_rows_frame(run_root: Path) -> Any:
@@ -458,7 +444,7 @@ def eval_rows_frame(run_root: Path) -> Any:
     subject, correct, completion_tokens, output, reference, extracted, question, ...) — what the notebook explores."""
     import pandas as pd
 
-    eval_dir = Path(run_root) / "eval"
+    eval_dir = RunLayout(run_root).eval
     models = _load_models(eval_dir)
     frames = []
     for name, s in models.items():

@@ -1,7 +1,9 @@
 """Run-dir layout: runs/<pipeline>/<stage>/ each with summary.json, written atomically.
 
-A stage writes into a temp dir beside its final dir and renames it when complete, so a killed stage never looks
-finished. A stage whose config and input fingerprint are unchanged is skipped unless forced.
+`RunLayout` names every path of a run once (collect/, curate/dataset, train/merged, eval/<model>/, report/, the
+cache, the spend ledger, locks, ...). `Stage` is the one skeleton every stage runs through: skip when its
+summary's fingerprint is unchanged, else build in a temp dir beside the final one, write summary.json, rename —
+so a killed stage never looks finished.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,6 +25,104 @@ from distill import __version__
 from distill.errors import DistillError, InputError
 
 SUMMARY = "summary.json"
+MERGED = "merged"  # train/<MERGED>: base + adapter folded into one model (what serve and eval load)
+ADAPTER = "adapter"
+LEDGER = "spend.jsonl"
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Every path of one pipeline run, named once. Stages take this instead of building paths themselves."""
+
+    root: Path
+    cache_path: Path | None = None  # the pipeline's `cache_path:` override
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @property
+    def collect(self) -> Path:
+        return self.root / "collect"
+
+    @property
+    def collect_batches(self) -> Path:
+        """Batch-mode state: one file per teacher naming its submitted jobs (outside collect/, which is renamed)."""
+        return self.root / "collect-batches"
+
+    @property
+    def estimate(self) -> Path:
+        return self.root / "estimate.json"
+
+    @property
+    def curate(self) -> Path:
+        return self.root / "curate"
+
+    @property
+    def dataset(self) -> Path:
+        return self.curate / "dataset"
+
+    @property
+    def train(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def train_work(self) -> Path:
+        return work_dir(self.train)
+
+    @property
+    def merged(self) -> Path:
+        return self.train / MERGED
+
+    @property
+    def adapter(self) -> Path:
+        return self.train / ADAPTER
+
+    @property
+    def eval(self) -> Path:
+        return self.root / "eval"
+
+    def eval_model(self, name: str) -> Path:
+        return self.eval / name
+
+    @property
+    def eval_replay(self) -> Path:
+        return self.root / "eval-replay"
+
+    @property
+    def serve(self) -> Path:
+        """`distill serve`'s summary and vLLM log (a served model's files stay where train wrote them)."""
+        return self.root / "serve"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    @property
+    def push(self) -> Path:
+        return self.root / "push"
+
+    @property
+    def demo(self) -> Path:
+        return self.root / "demo"
+
+    @property
+    def cache(self) -> Path:
+        """The LLM response cache shared by collect and eval."""
+        return self.cache_path if self.cache_path is not None else self.root / "cache" / "llm.sqlite"
+
+    @property
+    def ledger(self) -> Path:
+        """The spend ledger every paid request of every stage and run is written to."""
+        return self.root / LEDGER
+
+    def lock(self, name: str) -> Path:
+        """The lock file `run_lock(root, name, ...)` holds."""
+        return self.root / f".{name}.lock"
+
+
+def work_dir(stage_dir: Path) -> Path:
+    """A stage's scratch beside it (train-work/: checkpoints a killed run resumes from), never renamed away."""
+    return Path(stage_dir).with_name(f"{Path(stage_dir).name}-work")
 
 
 def fingerprint(*parts: Any) -> str:
@@ -108,6 +209,16 @@ def stage_output(stage_dir: Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
+    """One JSON object per line, UTF-8 kept as is; returns the number of lines written."""
+    n = 0
+    with Path(path).open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
 def base_summary(stage: str, fp: str, config: Any) -> dict[str, Any]:
     """Fields every summary.json starts with."""
     return {
@@ -118,6 +229,56 @@ def base_summary(stage: str, fp: str, config: Any) -> dict[str, Any]:
         "config": config,
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+@dataclass
+class StageBuild:
+    """What a stage writes into while it builds: `out` (the temp dir) and `summary` (written on success)."""
+
+    out: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Stage:
+    """The skeleton of every stage: skip if fresh, else build in a temp dir, write summary.json, rename.
+
+        stage = Stage("report", layout.report, fp, config_json)
+        if (done := stage.fresh(force)) is not None:
+            return done
+        with stage.build() as b:
+            (b.out / "report.md").write_text(md)
+            b.summary.update(rows=...)
+        return b.summary
+    """
+
+    name: str
+    dir: Path
+    fp: str
+    config: Any
+    label: str | None = None  # how the "up to date" line names it (default: name)
+
+    def __post_init__(self) -> None:
+        self.dir = Path(self.dir)
+
+    def fresh(self, force: bool = False, *, say: bool = True) -> dict[str, Any] | None:
+        """The stored summary when the stage is up to date (and not forced), else None."""
+        if force or not is_fresh(self.dir, self.fp):
+            return None
+        if say:
+            from distill.progress import console
+
+            console.print(f"{self.label or self.name}: up to date in {self.dir} (use --force to re-run)")
+        return read_summary(self.dir)
+
+    @contextmanager
+    def build(self) -> Iterator[StageBuild]:
+        """A temp dir and a summary started with `base_summary`; on success summary.json is written into it and it
+        replaces `dir` atomically; on an error (or a kill) nothing of it remains in `dir`."""
+        with stage_output(self.dir) as tmp:
+            b = StageBuild(tmp, base_summary(self.name, self.fp, self.config))
+            yield b
+            write_json(tmp / SUMMARY, b.summary)
 
 
 def run_lock(run_root: Path, name: str, what: str) -> IO[str]:

@@ -22,11 +22,10 @@ import urllib.request
 from pathlib import Path
 from typing import IO, Any
 
-from pydantic import Field
-
 from distill.errors import ConfigError, DistillError
 from distill.hub import is_hub_id, resolve_model
-from distill.schema import Section
+from distill.rundir import RunLayout, base_summary, fingerprint, write_json
+from distill.serve_config import ServeConfig
 
 
 def free_port() -> int:
@@ -152,28 +151,6 @@ class VLLMServer:
         self.stop()
 
 
-class ServeConfig(Section):
-    """How to serve a trained student with vLLM (`serve:` section; also an eval model's `serve:`)."""
-
-    model: str | None = Field(default=None, description="merged model dir or hub id (a base model when `adapter` is "
-                              "set); default <run_dir>/train/merged")
-    revision: str | None = Field(default=None, description="hub branch, tag or commit of `model` (resolved to a "
-                                 "commit once, recorded in the summary)")
-    adapter: str | None = Field(default=None, description="PEFT LoRA adapter dir: serve `model` + this adapter")
-    served_name: str | None = Field(default=None, description="model id clients send; default 'student'")
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535, description="`distill serve` only; eval picks a free port")
-    max_model_len: int | None = Field(default=None, gt=0, description="default: the model's own context length")
-    max_lora_rank: int | None = Field(default=None, gt=0, description="default: the adapter's rank r")
-    dtype: str | None = Field(default=None, description="vLLM --dtype (auto, bfloat16, float16, float32)")
-    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1)
-    tensor_parallel_size: int = Field(default=1, gt=0, description="GPUs one model is split over (vLLM "
-                                      "--tensor-parallel-size): for a student too big for one GPU")
-    kv_cache_gib: int = Field(default=1, gt=0, description="CPU only: VLLM_CPU_KVCACHE_SPACE")
-    extra_args: list[str] = Field(default_factory=list, description="more vLLM server arguments, passed as-is")
-    ready_timeout_s: float = Field(default=900.0, gt=0)
-
-
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the --max-lora-rank values vLLM accepts
 
 
@@ -181,7 +158,7 @@ def build_server(cfg: ServeConfig, run_root: Path, *, served_name: str | None = 
                  host: str | None = None, log_path: Path | None = None) -> VLLMServer:
     """A `VLLMServer` for the configured model (merged, or base + LoRA adapter); checks the dirs exist first."""
     name = served_name or cfg.served_name or "student"
-    model = cfg.model or str(Path(run_root) / "train" / "merged")
+    model = cfg.model or str(RunLayout(run_root).merged)
     if not is_hub_id(model) and not Path(model).expanduser().exists():
         hint = "run `distill train` first, or " if cfg.model is None else ""
         raise ConfigError(f"serve.model: {model} does not exist ({hint}set serve.model to a merged model dir)")
@@ -218,7 +195,6 @@ def build_server(cfg: ServeConfig, run_root: Path, *, served_name: str | None = 
 
 def _write_summary(cfg: ServeConfig, srv: VLLMServer, out: Path, startup_s: float) -> None:
     """serve/summary.json: which weights are being served (hub commit or dir hash), where, with which arguments."""
-    from distill.rundir import base_summary, fingerprint, write_json
 
     config = cfg.model_dump(mode="json")
     summary = base_summary("serve", fingerprint(config, srv.resolved), config) | {
@@ -228,12 +204,12 @@ def _write_summary(cfg: ServeConfig, srv: VLLMServer, out: Path, startup_s: floa
     write_json(out / "summary.json", summary)
 
 
-def serve_foreground(cfg: ServeConfig, run_root: Path, *, port: int | None = None, host: str | None = None) -> int:
+def serve_foreground(cfg: ServeConfig, layout: RunLayout, *, port: int | None = None, host: str | None = None) -> int:
     """`distill serve`: start vLLM, wait until it answers, print the URL, run until Ctrl-C, then stop cleanly."""
     from distill.progress import console
 
-    log = Path(run_root) / "serve" / "vllm.log"
-    srv = build_server(cfg, run_root, port=port, host=host, log_path=log)
+    log = layout.serve / "vllm.log"
+    srv = build_server(cfg, layout.root, port=port, host=host, log_path=log)
     console.print(f"serve: starting vLLM for {srv.model} (log: {log}) ...")
     srv.start()
     try:

@@ -86,7 +86,7 @@ def build_student(out: Path, shape: dict[str, Any], texts: list[str]) -> dict[st
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
-    from distill.tiny import build_tokenizer
+    from distill.devtools.tiny import build_tokenizer
 
     tok = build_tokenizer(texts, vocab_size=512)
     shape = dict(shape, vocab_size=shape["vocab_size"] or len(tok))
@@ -172,7 +172,7 @@ def evaluate(root: Path, merged: Path, eval_file: Path, items: int, on_gpu: bool
                         "options": {"id_field": "id"}}],
         "models": [{"name": "student", "role": "student", "serve": serve}], "limit": items, "progress": False}},
         "gpu-check")
-    run_eval(cfg, cfg.root, cfg.cache_file, force=True)
+    run_eval(cfg.eval, cfg.layout, pipeline=cfg.name, force=True)
     return json.loads((root / "eval" / "student" / "summary.json").read_text())
 
 
@@ -317,7 +317,7 @@ def figures(args: argparse.Namespace, built: dict[str, Any], s: dict[str, Any], 
     served = ev.get("served") or {}
     return {
         "shape": "tiny" if args.tiny else "qwen2-0.5b", "device": info, "model": built,
-        "tokenizer": "distill.tiny.build_tokenizer: byte-level BPE (512) trained offline on the task's text",
+        "tokenizer": "distill.devtools.tiny.build_tokenizer: byte-level BPE (512) trained offline on the task's text",
         "train": {"method": "lora", "precision": s["precision"], "attn_implementation": s["config"].get(
             "attn_implementation"), "steps": s["global_step"], "batch_rows": args.batch_size,
             "max_length": args.max_length, "conversations": args.conversations, "packing_fill": s["packing"]["fill"],

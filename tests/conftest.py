@@ -71,7 +71,7 @@ def fake_server(tmp_path: Path) -> Iterator[Callable[..., FakeServer]]:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random tiny Llama (head_dim 32) + digit-level tokenizer with a generation-tagged chat template."""
-    from distill.tiny import tiny_model_dir
+    from distill.devtools.tiny import tiny_model_dir
 
     return tiny_model_dir(tmp_path_factory.mktemp("tiny") / "tiny-llama")
 

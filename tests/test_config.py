@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +41,34 @@ def test_env_default_and_errors() -> None:
     with pytest.raises(ConfigError, match="teacher names must be unique"):
         parse_config({"name": "x", "collect": {"prompts": {"path": "p", "field": "q"},
                                                "teachers": [{"name": "t", "model": "m"}, {"name": "t", "model": "n"}]}})
+
+
+def test_reading_a_config_imports_no_heavy_library_and_no_stage_code() -> None:
+    """Each section lives in a light module beside its stage: loading a YAML never pays for openai, pyarrow,
+    datasets or torch, nor for the code of the stages it configures."""
+    code = ("import json, sys; from distill.config import load_config; load_config('pipelines/demo.yaml'); "
+            "print(json.dumps(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    loaded = set(json.loads(out.stdout))
+    heavy = {"openai", "pyarrow", "datasets", "torch", "transformers", "numpy", "pandas", "rich"}
+    stages = {"distill.collect.stage", "distill.collect.estimate", "distill.evaluate", "distill.report", "distill.push",
+              "distill.serve", "distill.curate.pipeline", "distill.train.trainer", "distill.demo.run"}
+    assert not (heavy | stages) & loaded, sorted((heavy | stages) & loaded)
+    assert "distill.collect.config" in loaded and "distill.eval_config" in loaded  # it did read the sections
+
+
+def test_readme_config_reference_is_generated_from_the_models(tmp_path: Path) -> None:
+    """The README's tables are the models' field descriptions: a field added, renamed or re-described without
+    regenerating (`python -m distill.devtools.config_doc`) fails here."""
+    from distill.devtools.config_doc import README, generate, main
+
+    assert main(["--check"]) == 0, "README.md is stale: run `python -m distill.devtools.config_doc`"
+    ref = generate()
+    for key in ("`name`", "`prompts.path`", "`params.max_tokens`", "`near_dedup.threshold`", "`lora.r`",
+                "`models[].role`", "`benchmarks[].options`", "`ci.train_steps`", "`repo_id`"):
+        assert f"| {key} |" in ref
+    # and the check does fail on a README that disagrees
+    stale = tmp_path / "README.md"
+    stale.write_text(README.read_text(encoding="utf-8").replace("| `lora.r` |", "| `lora.rank` |"), encoding="utf-8")
+    assert main(["--check", "--readme", str(stale)]) == 1

@@ -12,6 +12,7 @@ import pytest
 from distill.curate import CurateConfig, load_curated, run_curate
 from distill.curate.verify import rejection_sample
 from distill.errors import DistillError, InputError
+from distill.rundir import RunLayout
 
 FIXTURES = Path(__file__).parent / "fixtures" / "curate"
 
@@ -73,7 +74,7 @@ def _removed(summary, name):
 def curated(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     write_collect_dir(run, fixture_records())
-    summary = run_curate(_cfg(), run / "collect", run / "curate")
+    summary = run_curate(_cfg(), RunLayout(run))
     return run, summary
 
 
@@ -103,6 +104,9 @@ def test_every_filter_removes_what_it_should(curated):
     assert all(len(v.get("examples", [])) <= 3 for v in f.values())
     assert s["records_in"] == 30 and s["records_out"] == 30 - len(expected_gone)
     assert s["token_count_method"].startswith("estimate")
+    from distill.curate.pipeline import STEPS
+
+    assert list(f) == [step.name for step in STEPS]  # the table's order is the summary's (and the card's)
 
 
 def test_dataset_on_disk_is_chat_messages_split_by_prompt(curated):
@@ -129,9 +133,9 @@ def test_dataset_on_disk_is_chat_messages_split_by_prompt(curated):
 
 def test_fresh_stage_is_skipped_and_force_reruns(curated):
     run, s = curated
-    again = run_curate(_cfg(), run / "collect", run / "curate")
+    again = run_curate(_cfg(), RunLayout(run))
     assert again["finished_at"] == s["finished_at"] and again["fingerprint"] == s["fingerprint"]
-    changed = run_curate(_cfg(near_dedup={"enabled": False}), run / "collect", run / "curate")
+    changed = run_curate(_cfg(near_dedup={"enabled": False}), RunLayout(run))
     assert changed["fingerprint"] != s["fingerprint"] and changed["filters"]["near_dedup"]["enabled"] is False
     assert changed["records_out"] == s["records_out"] + 1
 
@@ -139,7 +143,7 @@ def test_fresh_stage_is_skipped_and_force_reruns(curated):
 def test_options_reasoning_language_and_rejection_policy(tmp_path):
     write_collect_dir(tmp_path, fixture_records())
     s = run_curate(_cfg(reasoning="think", language={"enabled": True}, verify={"keep": "shortest", "timeout_s": 2},
-                        decontam={"enabled": False}), tmp_path / "collect", tmp_path / "curate")
+                        decontam={"enabled": False}), RunLayout(tmp_path))
     ids = {r["id"]: r for split in load_curated(tmp_path / "curate").values() for r in split}
     assert "french" not in ids and s["filters"]["language"]["removed"] == 1
     assert "rs-2" in ids and "rs-1" not in ids  # shortest correct of the prompt's samples
@@ -159,7 +163,7 @@ def test_rejection_sample_policies():
 def test_student_tokenizer_counts_tokens(tmp_path, tiny_model):
     write_collect_dir(tmp_path, fixture_records())
     s = run_curate(_cfg(student_tokenizer=str(tiny_model), length={"max_tokens": 60}, decontam={"enabled": False}),
-                   tmp_path / "collect", tmp_path / "curate")
+                   RunLayout(tmp_path))
     assert s["token_count_method"] == f"student tokenizer ({tiny_model})"
     assert s["filters"]["length"]["removed"] > 0  # the long answers are > 60 tokens of the digit-level tokenizer
     rows = [r for split in load_curated(tmp_path / "curate").values() for r in split]
@@ -169,27 +173,27 @@ def test_student_tokenizer_counts_tokens(tmp_path, tiny_model):
 def test_filter_that_removes_everything_is_an_error(tmp_path):
     write_collect_dir(tmp_path, fixture_records())
     with pytest.raises(InputError, match=r"filter `length` removed all 24 remaining records"):
-        run_curate(_cfg(length={"min_chars": 100_000}), tmp_path / "collect", tmp_path / "curate")
+        run_curate(_cfg(length={"min_chars": 100_000}), RunLayout(tmp_path))
     assert not (tmp_path / "curate").exists()
 
 
 def test_missing_columns_are_named(tmp_path):
     write_collect_dir(tmp_path, fixture_records(), drop=("completion", "finish_reason"))
     with pytest.raises(InputError, match=r"lack column\(s\) completion, finish_reason"):
-        run_curate(_cfg(), tmp_path / "collect", tmp_path / "curate")
+        run_curate(_cfg(), RunLayout(tmp_path))
 
 
 def test_unknown_run_dir_version_is_refused(tmp_path):
     write_collect_dir(tmp_path, fixture_records(), format_version=99)
     with pytest.raises(InputError, match="format_version=99"):
-        run_curate(_cfg(), tmp_path / "collect", tmp_path / "curate")
+        run_curate(_cfg(), RunLayout(tmp_path))
 
 
 def test_unloadable_benchmark_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     write_collect_dir(tmp_path, fixture_records())
     with pytest.raises(DistillError, match=r"curate.decontam.benchmarks\[gsm8k\]"):
-        run_curate(_cfg(decontam={"benchmarks": [{"name": "gsm8k"}]}), tmp_path / "collect", tmp_path / "curate")
+        run_curate(_cfg(decontam={"benchmarks": [{"name": "gsm8k"}]}), RunLayout(tmp_path))
 
 
 def test_cli_curate(tmp_path):
@@ -218,8 +222,9 @@ def test_trace_is_decontaminated_when_it_is_trained_on(tmp_path):
     recs[0] = {**recs[0], "reasoning": "I recall this one: " + leak}
     cfg = {"verify": {"enabled": False}, "near_dedup": {"enabled": False}, "validation_fraction": 0}
     write_collect_dir(tmp_path, recs)
-    kept = run_curate(_cfg(reasoning="drop", **cfg), tmp_path / "collect", tmp_path / "drop")
-    think = run_curate(_cfg(reasoning="think", **cfg), tmp_path / "collect", tmp_path / "think")
+    cfg["input"] = str(tmp_path / "collect")  # one collect run, two curate runs beside it
+    kept = run_curate(_cfg(reasoning="drop", **cfg), RunLayout(tmp_path / "drop"))
+    think = run_curate(_cfg(reasoning="think", **cfg), RunLayout(tmp_path / "think"))
     assert kept["filters"]["decontam"]["removed"] == 0  # the trace is not in the training text
     assert think["filters"]["decontam"]["removed"] == 1
     assert think["filters"]["decontam"]["examples"][0]["id"] == "num-ok"

@@ -8,6 +8,7 @@ import pytest
 
 from distill.curate import load_curated, run_curate
 from distill.errors import InputError
+from distill.rundir import RunLayout
 from tests.test_curate import _cfg, write_collect_dir
 
 TRACE = "7 + 5 = 12, carry 1; then 1 + 1 + 1 = 3"
@@ -35,7 +36,7 @@ def _run(tmp_path: Path, recs: list[dict], **cfg):
     write_collect_dir(tmp_path, recs)
     over = {"validation_fraction": 0.0, "decontam": {"enabled": False}, "near_dedup": {"enabled": False},
             "verify": {"enabled": False}, "empty": {"enabled": True}, **cfg}
-    summary = run_curate(_cfg(**over), tmp_path / "collect", tmp_path / "curate")
+    summary = run_curate(_cfg(**over), RunLayout(tmp_path))
     ds = load_curated(tmp_path / "curate")["train"]
     return summary, {r["prompt_id"]: r for r in ds}
 
@@ -76,3 +77,22 @@ def test_summarized_or_redacted_traces_are_refused_unless_allowed(tmp_path: Path
     assert rows["sum"]["messages"][-1]["content"].startswith("<think>\na short summary")
     _, rows = _run(tmp_path / "dropped", recs, reasoning="drop")
     assert rows["sum"]["messages"][-1]["content"] == "The answer is 65."
+
+
+def test_trace_ratio_drops_traces_far_longer_than_their_answer(tmp_path: Path) -> None:
+    recs = records({**BASIC, "ramble": (" ".join([TRACE] * 10), "full", "It is 42.")})
+    summary, rows = _run(tmp_path / "off", recs)
+    assert "ramble" in rows and summary["filters"]["trace_ratio"] == {"enabled": False, "removed": 0}  # off by default
+    # tokens (chars/4 here): ramble's trace is 100 tokens over a 3-token answer (33x); full-1 2x, full-2 3x
+    summary, rows = _run(tmp_path / "tokens", recs, trace_ratio={"enabled": True, "max_ratio": 20})
+    assert set(rows) == {"full-1", "full-2", "none-1"}
+    ratio = summary["filters"]["trace_ratio"]
+    assert ratio["removed"] == 1 and [e["prompt_id"] for e in ratio["examples"]] == ["ramble"]
+    # characters: full-2's trace is 59 chars over a 20-char answer (2.95x), full-1's 39 over 17 (2.29x)
+    summary, rows = _run(tmp_path / "chars", recs, trace_ratio={"enabled": True, "max_ratio": 2.5, "unit": "chars"})
+    assert set(rows) == {"full-1", "none-1"} and summary["filters"]["trace_ratio"]["removed"] == 2
+    # its place in the table is its place in summary.json and on the dataset card: right after `trace`
+    names = list(summary["filters"])
+    assert names.index("trace_ratio") == names.index("trace") + 1
+    card = (tmp_path / "chars" / "curate" / "README.md").read_text()
+    assert card.index("| trace | 1 |") < card.index("| trace_ratio | 2 |") < card.index("| empty |")

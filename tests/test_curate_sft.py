@@ -8,6 +8,7 @@ import math
 import pytest
 
 from distill.curate import CurateConfig, load_curated, run_curate
+from distill.rundir import RunLayout
 
 pytest.importorskip("trl")
 
@@ -22,7 +23,7 @@ def test_curated_dataset_trains_with_sfttrainer(tmp_path, tiny_model):
     write_collect_dir(tmp_path, fixture_records())
     cfg = CurateConfig.model_validate({"validation_fraction": 0.3, "verify": {"timeout_s": 2},
                                        "decontam": {"enabled": False}})
-    run_curate(cfg, tmp_path / "collect", tmp_path / "curate")
+    run_curate(cfg, RunLayout(tmp_path))
     dd = load_curated(tmp_path / "curate")
     torch.manual_seed(0)
     tok = AutoTokenizer.from_pretrained(tiny_model)

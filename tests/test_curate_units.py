@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +15,7 @@ from distill.curate.build import validation_mask
 from distill.curate.config import CurateConfig, RepetitionFilter, VerifyConfig
 from distill.curate.decontam import build_index, find_hits, matched_text
 from distill.curate.dedup import candidate_probability, choose_bands, exact_keys, first_occurrence, near_duplicates
-from distill.curate.filters import compile_refusals, detect_language, refusal_keep, repeated_ngram_ratio
+from distill.curate.filters import detect_language, refusal_keep, repeated_ngram_ratio
 from distill.curate.verify import kind_of, verify_batch
 
 ESSAY = ("The history of the printing press begins in the fifteenth century when Johannes Gutenberg combined a screw "
@@ -81,11 +83,11 @@ def test_decontam_copied_vs_paraphrased():
 
 
 def test_refusal_patterns():
-    pat = compile_refusals(CurateConfig().refusal)
+    cfg = CurateConfig().refusal
     batch = {"_answer": ["I'm sorry, but I cannot help with that.", "As an AI language model, I have no body.",
                          "I can't believe how simple this is: 4.", "Sorry for the delay: the answer is 4.",
                          "I am unable to assist with this request."]}
-    assert refusal_keep(batch, pat).tolist() == [False, False, True, True, False]
+    assert refusal_keep(batch, cfg).tolist() == [False, False, True, True, False]
 
 
 def test_repetition_ratio():
@@ -147,3 +149,38 @@ def test_config_rejects_bad_banding_and_unknown_keys():
         CurateConfig.model_validate({"refusal": {"pattern": ["x"]}})
     with pytest.raises(Exception, match="invalid regex"):
         CurateConfig.model_validate({"refusal": {"patterns": ["(unclosed"]}})
+
+
+def test_readme_step_list_is_the_curate_table():
+    from distill.curate.pipeline import STEPS
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme[readme.index("\n## curate\n") : readme.index("\n## train\n")]
+    assert re.findall(r"^  - `(\w+)`", section, flags=re.M) == [s.name for s in STEPS]
+
+
+def test_a_step_is_one_row_that_carries_its_own_stats():
+    from datasets import Dataset
+
+    from distill.curate.pipeline import run_steps
+    from distill.curate.step import Outcome, Rows, Step
+    from distill.errors import InputError
+
+    ds = Dataset.from_list([{"id": f"r{i}", "prompt_id": f"p{i}", "teacher": "t", "finish_reason": None,
+                             "_prompt_text": f"q{i}", "_answer": "a" * i} for i in range(4)])
+
+    def odd(rows, alive, cfg):  # drops odd rows; says why on its examples and what bound it used
+        return Outcome(np.arange(len(rows)) % 2 == 0, {"note": f"min_chars {cfg.min_chars}"}, {1: {"why": "odd"}})
+
+    def everything(rows, alive, cfg):
+        return Outcome(np.zeros(len(rows), dtype=bool))
+
+    cfg, timings = CurateConfig(), {}
+    steps = (Step("odd", odd, section="length", timer="odd_s"), Step("off", everything, section="language"))
+    alive, report = run_steps(Rows(ds), cfg, timings, steps)
+    assert alive.tolist() == [True, False, True, False] and "odd_s" in timings
+    assert report["off"] == {"enabled": False, "removed": 0}  # curate.language is off by default
+    assert report["odd"]["removed"] == 2 and report["odd"]["note"] == "min_chars 1"
+    assert [(e["id"], e.get("why")) for e in report["odd"]["examples"]] == [("r1", "odd"), ("r3", None)]
+    with pytest.raises(InputError, match=r"filter `all` removed all 2 remaining records \(4 in\).*curate\.length"):
+        run_steps(Rows(ds), cfg, {}, steps + (Step("all", everything, section="length"),))

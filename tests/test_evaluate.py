@@ -48,7 +48,7 @@ def test_eval_rows_scores_cost_and_free_rerun(tmp_path: Path, fake_server: Any) 
     srv = fake_server(latency=0.02)
     cfg = _cfg(tmp_path, srv.base_url)
     run = tmp_path / "run"
-    top = run_eval(cfg, run, cfg.cache_file)
+    top = run_eval(cfg.eval, cfg.layout, pipeline=cfg.name)
     served = len(srv.served())
     assert served == 3 * (5 + 2 + 6 + 2)
 
@@ -87,15 +87,16 @@ def test_eval_rows_scores_cost_and_free_rerun(tmp_path: Path, fake_server: Any) 
     assert top["models"]["teacher"]["scores"]["echo"] == pytest.approx(0.6)
 
     # unchanged config: skipped; --force: re-scored from the cache, nothing sent, throughput kept from last run
-    run_eval(cfg, run, cfg.cache_file)
-    top2 = run_eval(cfg, run, cfg.cache_file, force=True)
+    run_eval(cfg.eval, cfg.layout, pipeline=cfg.name)
+    top2 = run_eval(cfg.eval, cfg.layout, pipeline=cfg.name, force=True)
     assert len(srv.served()) == served
     st2 = json.loads((run / "eval" / "student" / "summary.json").read_text())
     assert st2["completed"] == 0 and st2["from_cache"] == 15
     assert st2["cost"]["throughput_source"] == "previous run"
     assert st2["cost"]["usd_per_1m_output_tokens"] == pytest.approx(st["usd_per_1m_output_tokens"])
     assert top2["models"]["teacher"]["scores"] == top["models"]["teacher"]["scores"]
-    assert eval_is_fresh(cfg, run, "student") and not eval_is_fresh(cfg, run, "student", limit=1)
+    assert eval_is_fresh(cfg.eval, cfg.layout, "student")
+    assert not eval_is_fresh(cfg.eval, cfg.layout, "student", limit=1)
 
 
 def test_eval_limit_and_model_filter_and_samples(tmp_path: Path, fake_server: Any) -> None:
@@ -104,7 +105,7 @@ def test_eval_limit_and_model_filter_and_samples(tmp_path: Path, fake_server: An
     cfg.eval.models[0].params.n = 3
     cfg.eval.models[0].params.temperature = 0.8
     run = tmp_path / "run"
-    run_eval(cfg, run, cfg.cache_file, models=["teacher"], limit=2)
+    run_eval(cfg.eval, cfg.layout, pipeline=cfg.name, models=["teacher"], limit=2)
     assert not (run / "eval" / "student").exists()
     rows = _rows(run, "teacher", "echo")
     assert len(rows) == 6 and sorted({r["sample_index"] for r in rows}) == [0, 1, 2]
@@ -141,7 +142,7 @@ def test_eval_user_errors_are_one_line(tmp_path: Path, fake_server: Any, capsys:
     # a wrong key (the config says sk-test-..., the server wants another): the run stops naming the endpoint
 
     with pytest.raises(DistillError, match="teacher"):
-        run_eval(cfg, tmp_path / "run", cfg.cache_file, models=["teacher"])
+        run_eval(cfg.eval, cfg.layout, pipeline=cfg.name, models=["teacher"])
 
 
 def test_agreement_with_the_teacher_on_the_curated_validation_split(tmp_path: Path, fake_server: Any) -> None:
@@ -159,7 +160,7 @@ def test_agreement_with_the_teacher_on_the_curated_validation_split(tmp_path: Pa
     cfg = parse_config({"name": "a", "run_dir": str(run), "eval": {"progress": False,
         "models": [{"name": "student", "role": "student", "base_url": srv.base_url, "model": "s"}],
         "benchmarks": [{"name": "validation", "kind": "agreement"}]}})
-    run_eval(cfg, run, cfg.cache_file)
+    run_eval(cfg.eval, cfg.layout, pipeline=cfg.name)
     out = _rows(run, "student", "validation")
     assert [r["id"] for r in out] == ["p0", "p1", "p2"] and [r["correct"] for r in out] == [True, False, True]
     assert out[1]["reference"] == "30" and out[0]["prompt"] == [{"role": "user", "content": qs[0]}]

@@ -30,7 +30,7 @@ def test_eval_against_vllm_endpoint(vllm_tiny: Any, tmp_path: Path) -> None:
         "models": [{"name": "tiny", "role": "student", "base_url": vllm_tiny.base_url, "model": "tiny",
                     "gpu_usd_per_hour": 1.5}]}})
     run = tmp_path / "run"
-    run_eval(cfg, run, cfg.cache_file)
+    run_eval(cfg.eval, cfg.layout, pipeline=cfg.name)
     s = _summary(run, "tiny")
     assert s["completed"] == 7 and s["failed"] == 0 and s["complete"]
     rows = [json.loads(x) for x in (run / "eval" / "tiny" / "echo.jsonl").read_text().splitlines()]
@@ -41,7 +41,7 @@ def test_eval_against_vllm_endpoint(vllm_tiny: Any, tmp_path: Path) -> None:
     assert cost["basis"] == "gpu" and cost["output_tokens_per_hour"] > 0
     assert cost["usd_per_1m_output_tokens"] == pytest.approx(1.5 / cost["output_tokens_per_hour"] * 1e6, rel=1e-3)
     # a re-run is free: every answer comes from the cache, identical outputs
-    run_eval(cfg, run, cfg.cache_file, force=True)
+    run_eval(cfg.eval, cfg.layout, pipeline=cfg.name, force=True)
     s2 = _summary(run, "tiny")
     assert s2["completed"] == 0 and s2["from_cache"] == 7
     rows2 = [json.loads(x) for x in (run / "eval" / "tiny" / "echo.jsonl").read_text().splitlines()]
@@ -69,7 +69,7 @@ def test_eval_serves_base_plus_lora_for_the_duration(tiny_model: Path, tmp_path:
         "models": [{"name": "student", "role": "student", "gpu_usd_per_hour": 2.0,
                     "serve": {"model": str(tiny_model), "adapter": str(adapter), "max_model_len": 512}}]}})
     run = tmp_path / "run"
-    run_eval(cfg, run, cfg.cache_file)
+    run_eval(cfg.eval, cfg.layout, pipeline=cfg.name)
     s = _summary(run, "student")
     assert s["served"]["started"] and s["served"]["adapter"] == str(adapter)
     assert s["endpoint_model"] == "student"  # requests named the LoRA module
@@ -77,7 +77,7 @@ def test_eval_serves_base_plus_lora_for_the_duration(tiny_model: Path, tmp_path:
     port = int(s["served"]["base_url"].rsplit(":", 1)[1].split("/")[0])
     assert not _port_open(port)  # stopped after its benchmarks
     # re-run: every answer is cached under the model's files (not the old random port): no server is started
-    run_eval(cfg, run, cfg.cache_file, force=True)
+    run_eval(cfg.eval, cfg.layout, pipeline=cfg.name, force=True)
     s2 = _summary(run, "student")
     assert s2["served"]["started"] is False and s2["completed"] == 0 and s2["from_cache"] == 7
     assert s2["cost"]["throughput_source"] == "previous run"

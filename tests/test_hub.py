@@ -13,7 +13,8 @@ import pytest
 
 from distill.errors import ConfigError
 from distill.hub import dir_identity, download_ignores, is_hub_id, resolve_model
-from distill.serve import ServeConfig, VLLMServer, build_server
+from distill.serve import VLLMServer, build_server
+from distill.serve_config import ServeConfig
 from tests.hubcache import COMMIT, fake_hub_cache
 
 REPO = Path(__file__).resolve().parents[1]

@@ -43,7 +43,7 @@ def _eval_run(tmp_path: Path, url: str) -> tuple[Any, Path]:
             {"name": "gsm8k", "source": str(F / "gsm8k_test.jsonl"), "limit": 2},
             {"name": "mmlu", "source": str(F / "mmlu_test.jsonl"), "max_tokens": 64},
         ]}})
-    run_eval(cfg, cfg.root, cfg.cache_file)
+    run_eval(cfg.eval, cfg.layout, pipeline=cfg.name)
     return cfg, cfg.root / "eval" / "manifest.json"
 
 

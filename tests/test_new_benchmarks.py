@@ -108,7 +108,7 @@ def test_eval_runs_the_new_benchmarks_through_the_same_client(tmp_path: Path, fa
     cfg = parse_config({"name": "nb", "run_dir": str(tmp_path / "run"), "eval": {"progress": False,
         "models": [{"name": "teacher", "role": "teacher", "base_url": srv.base_url, "model": "m"}],
         "benchmarks": [{"name": n, "source": str(p), "max_tokens": 64} for n, p in FIXTURE.items()]}})
-    run_eval(cfg, cfg.root, cfg.cache_file)
+    run_eval(cfg.eval, cfg.layout, pipeline=cfg.name)
     s = json.loads((cfg.root / "eval" / "teacher" / "summary.json").read_text())
     assert {b: v["items"] for b, v in s["benchmarks"].items()} == {"math500": 5, "aime_2024": 3, "gpqa_diamond": 6}
     assert "math-verify" in s["benchmarks"]["math500"]["benchmark"]["scoring"]

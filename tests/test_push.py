@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from distill.cli import main
-from distill.push import DATASET_CARD, PushConfig, model_card, upload_plan
+from distill.push import DATASET_CARD, model_card, upload_plan
+from distill.push_config import PushConfig
 from distill.rundir import FORMAT_VERSION
 
 REPO = Path(__file__).resolve().parents[1]

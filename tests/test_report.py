@@ -10,8 +10,9 @@ import pytest
 
 from distill.cli import main
 from distill.errors import InputError
-from distill.report import ReportConfig, build_table, gap_recovered, run_report
-from distill.rundir import base_summary, write_json
+from distill.report import build_table, gap_recovered, run_report
+from distill.report_config import ReportConfig
+from distill.rundir import RunLayout, base_summary, write_json
 
 NOTEBOOK = Path(__file__).parent.parent / "notebooks" / "gap_explorer.ipynb"
 
@@ -77,8 +78,7 @@ def test_gap_recovered() -> None:
 
 def test_report_renders_table_json_chart(tmp_path: Path) -> None:
     run = make_eval_dir(tmp_path / "run")
-    cfg = type("Cfg", (), {"name": "demo", "report": None})()
-    s = run_report(cfg, run)
+    s = run_report(None, RunLayout(run), pipeline="demo")
     out = run / "report"
     md = (out / "report.md").read_text()
     assert "| Model | GSM8K (8-shot) | MMLU (5-shot) | HumanEval (pass@1) | $/1M tokens |" in md
@@ -120,10 +120,9 @@ def test_report_renders_table_json_chart(tmp_path: Path) -> None:
     assert s["chart"]["xlabels"][0] == "GSM8K (8-shot)\ngap recovered: 67% [0%, 100%]"
     # up to date: skipped (same summary); --force re-renders
     mtime = (out / "report.md").stat().st_mtime_ns
-    run_report(cfg, run)
+    run_report(None, RunLayout(run), pipeline="demo")
     assert (out / "report.md").stat().st_mtime_ns == mtime
-    cfg.report = ReportConfig(benchmarks=["mmlu"], primary="mmlu", title="T")
-    s2 = run_report(cfg, run)
+    s2 = run_report(ReportConfig(benchmarks=["mmlu"], primary="mmlu", title="T"), RunLayout(run), pipeline="demo")
     assert s2["student_over_teacher"] == pytest.approx(0.5 / 0.75)
     assert "| Model | MMLU (5-shot) | $/1M tokens |" in (out / "report.md").read_text()
 
@@ -143,7 +142,7 @@ def test_report_without_base_and_bad_input(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="report.benchmarks: arc not evaluated"):
         build_table(_load_models(run / "eval"), ReportConfig(benchmarks=["arc"]))
     with pytest.raises(InputError, match="no finished eval stage"):
-        run_report(type("Cfg", (), {"name": "x", "report": None})(), tmp_path / "nothing")
+        run_report(None, RunLayout(tmp_path / "nothing"), pipeline="x")
 
 
 def test_report_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -177,7 +176,7 @@ def test_chart_labels_one_decimal_and_leaves_a_missing_score_out(tmp_path: Path)
     # 997 of 1000 right must read 99.7, not 100; the student never ran mmlu: a gap marked n/a, not a 0 bar
     results = {"teacher": {"gsm8k": [1] * 997 + [0] * 3, "mmlu": [1, 0]}, "student": {"gsm8k": [1] * 900 + [0] * 100}}
     run = make_eval_dir(tmp_path / "run", results)
-    s = run_report(type("Cfg", (), {"name": "c", "report": None})(), run)
+    s = run_report(None, RunLayout(run), pipeline="c")
     assert s["chart"]["bars"]["teacher"] == {"gsm8k": "99.7", "mmlu": "50.0"}
     assert s["chart"]["bars"]["student"] == {"gsm8k": "90.0"} and s["chart"]["missing"]["student"] == ["mmlu"]
     assert s["chart"]["legend"][1] == "student (student) · $0.0200/1M tokens"
@@ -191,7 +190,7 @@ def test_report_says_how_to_get_lm_eval_when_it_is_missing(tmp_path: Path, monke
 
     monkeypatch.setitem(sys.modules, "lm_eval", None)  # `import lm_eval` now raises ImportError
     run = make_eval_dir(tmp_path / "run")
-    s = run_report(type("Cfg", (), {"name": "d", "report": None})(), run)
+    s = run_report(None, RunLayout(run), pipeline="d")
     md = (run / "report" / "report.md").read_text()
     assert "lm-eval is not installed: pip install 'lm-eval>=0.4.13,<0.5'" in md
     assert s["lm_eval"]["gsm8k"]["available"] is False and "gap recovered" in md

@@ -16,7 +16,8 @@ import pytest
 
 from distill.cli import main
 from distill.errors import ConfigError
-from distill.serve import ServeConfig, build_server, free_port
+from distill.serve import build_server, free_port
+from distill.serve_config import ServeConfig
 from tests.hubcache import COMMIT, fake_hub_cache
 
 

@@ -43,7 +43,7 @@ def sum_rows(n: int, seed: int) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def student(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from distill.tiny import build_model, build_tokenizer
+    from distill.devtools.tiny import build_model, build_tokenizer
 
     d = tmp_path_factory.mktemp("student") / "tiny"
     tok = build_tokenizer([r["messages"][0]["content"] + " " + r["messages"][1]["content"] for r in sum_rows(300, 9)],
@@ -296,7 +296,7 @@ def test_full_finetune_writes_a_plain_checkpoint(student: Path, dataset_dir: Pat
 
 def test_cli_check_prints_table_and_stops_on_a_template_trap(student: Path, dataset_dir: Path, tmp_path: Path,
                                                              capsys) -> None:
-    from distill.tiny import CHAT_TEMPLATE
+    from distill.devtools.tiny import CHAT_TEMPLATE
 
     cfg_path = tmp_path / "p.yaml"
     train = {"student": str(student), "dataset": str(dataset_dir), "check_examples": 20}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from distill.errors import ConfigError, InputError
-from distill.tiny import CHAT_TEMPLATE, build_tokenizer
+from distill.devtools.tiny import CHAT_TEMPLATE, build_tokenizer
 from distill.train import TrainConfig
 from distill.train.template import IGNORE, check_template, encode, load_tokenizer, raise_on_problems
 

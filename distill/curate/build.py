@@ -1,4 +1,4 @@
-"""The curated dataset: chat `messages`, a train/validation split by prompt id, and the dataset card."""
+"""The curated dataset: chat `messages`, a train/validation split by prompt id, per-teacher counts, the card."""
 
 from __future__ import annotations
 
@@ -87,6 +87,46 @@ def validation_mask(prompt_ids: pa.Array, fraction: float, seed: int) -> np.ndar
     return val
 
 
+def build_dataset(prepared: pa.Table, idx: np.ndarray, verification: np.ndarray, cfg: Any) -> tuple[Any, pa.Table]:
+    """(DatasetDict train/validation, the kept table) from the kept rows: pure Arrow (take, append the assistant
+    turn, filter), no per-row Python and no index mappings."""
+    from datasets import Dataset, DatasetDict
+    from datasets.table import InMemoryTable
+
+    table = prepared.take(pa.array(idx))
+    table = table.set_column(table.schema.get_field_index("messages"), "messages",
+                             with_assistant_turn(table.column("messages"), table.column("_answer"),
+                                                 table.column("reasoning"), cfg.reasoning))
+    table = table.drop_columns([c for c in table.column_names if c.startswith("_")])
+    # TRL reads a `completion` column as prompt-completion data and would ignore `messages`: keep it under a name
+    # SFTTrainer does not claim, so the dataset feeds it unchanged
+    table = table.rename_columns(["raw_completion" if c == "completion" else c for c in table.column_names])
+    table = table.append_column("verification", pa.array(verification[idx].tolist(), type=pa.string()))
+    val = validation_mask(table.column("prompt_id").combine_chunks(), cfg.validation_fraction, cfg.seed)
+    parts = {"train": table.filter(pa.array(~val)), "validation": table.filter(pa.array(val))}
+    return DatasetDict({k: Dataset(InMemoryTable(v)) for k, v in parts.items()}), table
+
+
+def split_counts(dd: Any) -> dict[str, dict[str, int]]:
+    """Records and distinct prompts per split."""
+    return {k: {"records": len(v), "prompts": pc.count_distinct(v.data.column("prompt_id")).as_py()}
+            for k, v in dd.items()}
+
+
+def teacher_table(records: pa.Table, final: pa.Table) -> dict[str, dict[str, Any]]:
+    """Per teacher: records in, records kept, the models it answered with."""
+
+    def counts(t: pa.Table) -> dict[str, int]:
+        vc = pc.value_counts(pc.fill_null(t.column("teacher").combine_chunks().cast(pa.string()), "?"))
+        return {str(v["values"]): int(v["counts"]) for v in vc.to_pylist()}
+
+    cin, cout = counts(records), counts(final)
+    models: dict[str, list[str]] = {}
+    for row in records.select(["teacher", "model"]).group_by(["teacher", "model"]).aggregate([]).to_pylist():
+        models.setdefault(str(row["teacher"] or "?"), []).append(str(row["model"]))
+    return {t: {"in": n, "kept": cout.get(t, 0), "models": sorted(models.get(t, []))} for t, n in cin.items()}
+
+
 def dataset_card(summary: dict[str, Any], collect_summary: dict[str, Any]) -> str:
     """README.md for the dataset: where it came from, what was removed and why, how to load it."""
     lines = [
@@ -97,40 +137,34 @@ def dataset_card(summary: dict[str, Any], collect_summary: dict[str, Any]) -> st
         "",
         "Teacher outputs collected through an OpenAI-compatible API and curated by `distill curate`.",
         "",
-        "## Teachers",
-        "",
-        "| teacher | model | records in | records kept |",
-        "| --- | --- | --- | --- |",
+        *_card_counts(summary),
+        *_card_filters(summary),
+        *_card_usage(summary),
     ]
-    per_teacher = summary.get("teachers", {})
-    for name, row in per_teacher.items():
+    if collect_summary.get("cost_usd") is not None:
+        lines.insert(8, f"Collection cost: ${collect_summary['cost_usd']:.4f} over {collect_summary.get('records', '?')} records.\n")
+    return "\n".join(lines)
+
+
+def _card_counts(summary: dict[str, Any]) -> list[str]:
+    lines = ["## Teachers", "", "| teacher | model | records in | records kept |", "| --- | --- | --- | --- |"]
+    for name, row in summary.get("teachers", {}).items():
         lines.append(f"| {name} | {', '.join(row.get('models', [])) or '?'} | {row.get('in', 0)} | {row.get('kept', 0)} |")
-    lines += [
-        "",
-        "## Splits",
-        "",
-        "| split | records | prompts |",
-        "| --- | --- | --- |",
-    ]
+    lines += ["", "## Splits", "", "| split | records | prompts |", "| --- | --- | --- |"]
     for split, row in summary["splits"].items():
         lines.append(f"| {split} | {row['records']} | {row['prompts']} |")
-    lines += [
-        "",
-        "Split by prompt id: no prompt appears in both splits.",
-        "",
-        "## Filters (in order)",
-        "",
-        f"{summary['records_in']} records in, {summary['records_out']} out.",
-        "",
-        "| filter | removed | notes |",
-        "| --- | --- | --- |",
-    ]
+    return lines + ["", "Split by prompt id: no prompt appears in both splits."]
+
+
+def _card_filters(summary: dict[str, Any]) -> list[str]:
+    """Every step in run order (summary.json's `filters` follows the curate table), then decontamination."""
+    lines = ["", "## Filters (in order)", "", f"{summary['records_in']} records in, {summary['records_out']} out.", "",
+             "| filter | removed | notes |", "| --- | --- | --- |"]
     for name, f in summary["filters"].items():
         if not f.get("enabled", True):
             lines.append(f"| {name} | — | disabled |")
             continue
-        note = f.get("note", "")
-        lines.append(f"| {name} | {f['removed']} | {note} |")
+        lines.append(f"| {name} | {f['removed']} | {f.get('note', '')} |")
     dc = summary["filters"].get("decontam", {})
     if dc.get("enabled") and dc.get("per_benchmark"):
         lines += ["", "## Decontamination", "",
@@ -138,7 +172,11 @@ def dataset_card(summary: dict[str, Any], collect_summary: dict[str, Any]) -> st
                   "item were removed:", "", "| benchmark | items checked | records removed |", "| --- | --- | --- |"]
         for b, row in dc["per_benchmark"].items():
             lines.append(f"| {b} | {row['items']} | {row['removed']} |")
-    lines += [
+    return lines
+
+
+def _card_usage(summary: dict[str, Any]) -> list[str]:
+    return [
         "",
         "## Columns",
         "",
@@ -161,6 +199,3 @@ def dataset_card(summary: dict[str, Any], collect_summary: dict[str, Any]) -> st
         "```",
         "",
     ]
-    if collect_summary.get("cost_usd") is not None:
-        lines.insert(8, f"Collection cost: ${collect_summary['cost_usd']:.4f} over {collect_summary.get('records', '?')} records.\n")
-    return "\n".join(lines)

@@ -22,23 +22,24 @@ DEFAULT_REFUSAL_PATTERNS = [
 
 
 class ErrorsFilter(Section):
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="drop records without a completion (or `finish_reason: error`)")
 
 
 class EmptyFilter(Section):
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="drop answers that are blank once reasoning is stripped")
 
 
 class FinishReasonFilter(Section):
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="run this step")
     drop: list[str] = Field(default_factory=lambda: ["length", "content_filter"],
-                            description="finish_reason values that mean the answer is cut off or censored")
+                            description="finish reasons that mean cut off or censored")
 
 
 class RefusalFilter(Section):
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="run this step")
     patterns: list[str] = Field(default_factory=lambda: list(DEFAULT_REFUSAL_PATTERNS),
-                                description="case-insensitive regexes searched in the answer")
+                                description="case-insensitive regexes (refusals, \"as an AI language model\", ...) "
+                                            "(default: built-in list)")
 
     @field_validator("patterns")
     @classmethod
@@ -54,63 +55,84 @@ class RefusalFilter(Section):
 class TraceFilter(Section):
     """The teacher's reasoning trace (records without one pass, unless `require_trace`)."""
 
-    enabled: bool = True
-    require_trace: bool = Field(default=False, description="drop records without a full trace (reasoning-SFT sets)")
-    min_tokens: int | None = Field(default=None, ge=0, description="trace length bounds, in student tokens")
-    max_tokens: int | None = Field(default=None, gt=0)
-    require_answer: bool = Field(default=True, description="a trace must be followed by a non-empty answer")
+    enabled: bool = Field(default=True, description="trace filters (records without a trace pass unless "
+                                                    "`require_trace`)")
+    require_trace: bool = Field(default=False, description="drop records without a full trace")
+    min_tokens: int | None = Field(default=None, ge=0, description="shortest trace kept, in student tokens")
+    max_tokens: int | None = Field(default=None, gt=0, description="longest trace kept, in student tokens")
+    require_answer: bool = Field(default=True, description="drop a trace with no answer after it")
+
+
+class TraceRatioFilter(Section):
+    """A trace far longer than its answer (rambling, loops the repetition filter misses)."""
+
+    enabled: bool = Field(default=False, description="drop a trace far longer than its answer (records without a "
+                                                     "trace pass)")
+    max_ratio: float = Field(default=20.0, gt=0, description="drop when trace > `max_ratio` x answer (an empty "
+                                                             "answer counts as 1)")
+    unit: Literal["tokens", "chars"] = Field(default="tokens", description="`tokens`: student tokens (chars/4 "
+                                                                           "without `student_tokenizer`); `chars`: "
+                                                                           "characters")
 
 
 class LengthFilter(Section):
-    enabled: bool = True
-    min_chars: int = Field(default=1, ge=0)
-    max_chars: int | None = Field(default=None, gt=0)
-    min_tokens: int | None = Field(default=None, ge=0, description="assistant turn, in student tokens")
-    max_tokens: int | None = Field(default=None, gt=0, description="assistant turn, in student tokens")
-    max_total_tokens: int | None = Field(default=None, gt=0, description="prompt + assistant, in student tokens")
+    enabled: bool = Field(default=True, description="run this step")
+    min_chars: int = Field(default=1, ge=0, description="shortest answer kept, in characters")
+    max_chars: int | None = Field(default=None, gt=0, description="longest answer kept, in characters")
+    min_tokens: int | None = Field(default=None, ge=0, description="shortest assistant turn kept, in student tokens")
+    max_tokens: int | None = Field(default=None, gt=0, description="longest assistant turn kept, in student tokens")
+    max_total_tokens: int | None = Field(default=None, gt=0, description="prompt + assistant in student tokens")
 
 
 class RepetitionFilter(Section):
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="run this step")
     ngram: int = Field(default=4, ge=1, description="word n-gram size")
-    max_ratio: float = Field(default=0.5, gt=0, le=1, description="drop when this share of n-grams are repeats")
-    min_ngrams: int = Field(default=20, ge=1, description="shorter answers are not judged")
+    max_ratio: float = Field(default=0.5, gt=0, le=1, description="drop when more than this share of word n-grams "
+                                                                  "repeat")
+    min_ngrams: int = Field(default=20, ge=1, description="answers with fewer n-grams are not judged")
 
 
 class LanguageFilter(Section):
-    enabled: bool = False
-    allowed: list[str] = Field(default_factory=lambda: ["en"], description="ISO 639-1 codes")
+    enabled: bool = Field(default=False, description="language filter (ISO 639-1)")
+    allowed: list[str] = Field(default_factory=lambda: ["en"], description="ISO 639-1 codes kept")
     keep_unknown: bool = Field(default=True, description="keep answers whose language is unclear (code, math)")
 
 
 class VerifyConfig(Section):
-    enabled: bool = True
-    kind: Literal["auto", "numeric", "choice", "code"] = Field(
-        default="auto", description="auto: code when metadata has tests, choice for a letter reference, else numeric")
-    keep: Literal["first", "all", "shortest"] = Field(default="all", description="rejection sampling over samples")
-    letters: str = "ABCDEFGHIJ"
+    enabled: bool = Field(default=True, description="run this step")
+    kind: Literal["auto", "numeric", "choice", "code"] = Field(default="auto",
+                                                               description="`auto`, `numeric`, `choice`, `code`")
+    keep: Literal["first", "all", "shortest"] = Field(default="all",
+                                                      description="rejection sampling over a prompt's samples: "
+                                                                  "`all`, `first`, `shortest` correct")
+    letters: str = Field(default="ABCDEFGHIJ", description="choice letters")
     drop_unverifiable: bool = Field(default=False, description="drop records with no usable reference")
-    timeout_s: float = Field(default=10.0, gt=0)
-    memory_mb: int = Field(default=512, gt=16)
-    workers: int = Field(default=2, ge=1, description="sandboxes run at once")
-    sandbox: Literal["bwrap", "unconfined"] = Field(
-        default="bwrap", description="unconfined: run code tests without bubblewrap (no isolation; warned about)")
+    timeout_s: float = Field(default=10.0, gt=0, description="seconds per code test in the sandbox")
+    memory_mb: int = Field(default=512, gt=16, description="memory per code test, MB")
+    workers: int = Field(default=2, ge=1, description="sandboxes at once")
+    sandbox: Literal["bwrap", "unconfined"] = Field(default="bwrap",
+                                                    description="`unconfined` runs code tests without bubblewrap: "
+                                                                "no isolation, warned about ([Sandbox](#sandbox))")
 
 
 class ExactDedupConfig(Section):
-    enabled: bool = True
-    on: Literal["prompt", "completion", "both"] = "both"
+    enabled: bool = Field(default=True, description="run this step")
+    on: Literal["prompt", "completion", "both"] = Field(default="both",
+                                                        description="`prompt`, `completion` or `both`")
 
 
 class NearDedupConfig(Section):
-    enabled: bool = True
-    on: Literal["prompt", "completion", "both"] = "both"
+    enabled: bool = Field(default=True, description="run this step")
+    on: Literal["prompt", "completion", "both"] = Field(default="both",
+                                                        description="`prompt`, `completion` or `both`")
     ngram: int = Field(default=5, ge=1, description="word shingle size")
-    num_perm: int = Field(default=128, ge=8)
-    threshold: float = Field(default=0.8, gt=0, le=1, description="estimated Jaccard for a verified pair")
-    bands: int | None = Field(default=None, ge=1, description="default: chosen for >= 0.99 recall at threshold")
-    rows: int | None = Field(default=None, ge=1)
-    seed: int = 1
+    num_perm: int = Field(default=128, ge=8, description="MinHash permutations")
+    threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard similarity that makes a duplicate")
+    bands: int | None = Field(default=None, ge=1, description="LSH bands (bands x rows <= num_perm) (default: "
+                                                              "chosen for recall)")
+    rows: int | None = Field(default=None, ge=1, description="LSH rows per band (bands x rows <= num_perm) "
+                                                             "(default: chosen for recall)")
+    seed: int = Field(default=1, description="seed of the MinHash permutations")
 
     @model_validator(mode="after")
     def _fits(self) -> NearDedupConfig:
@@ -120,46 +142,55 @@ class NearDedupConfig(Section):
 
 
 class BenchmarkRef(Section):
-    name: str
-    kind: str | None = Field(default=None, description="registry kind when name is not a built-in (e.g. local)")
-    source: str | None = Field(default=None, description="local JSONL/Parquet/CSV path; default: the hub")
-    split: str | None = Field(default=None, description="default: the benchmark's own (test; train for aime_2024, "
-                              "gpqa_diamond)")
-    options: dict = Field(default_factory=dict, description="passed to the benchmark (e.g. local answer type)")
+    name: str = Field(description="a benchmark name (`gsm8k`, `mmlu`, `humaneval`, `math500`, `aime_2024`, "
+                                  "`gpqa_diamond`) or your label")
+    kind: str | None = Field(default=None, description="the benchmark kind when `name` is not one (e.g. `local`)")
+    source: str | None = Field(default=None, description="a local file (default: the hub)")
+    split: str | None = Field(default=None, description="the benchmark's: `test`, `train` for aime_2024 / "
+                                                        "gpqa_diamond")
+    options: dict = Field(default_factory=dict, description="passed to the benchmark (as in "
+                                                            "`eval.benchmarks[].options`)")
 
 
 class DecontamConfig(Section):
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="run this step")
     benchmarks: list[BenchmarkRef] = Field(
-        default_factory=lambda: [BenchmarkRef(name="gsm8k"), BenchmarkRef(name="mmlu"), BenchmarkRef(name="humaneval")])
+        default_factory=lambda: [BenchmarkRef(name="gsm8k"), BenchmarkRef(name="mmlu"), BenchmarkRef(name="humaneval")],
+        description="benchmarks whose texts are checked (default: gsm8k, mmlu, humaneval)")
     ngram: int = Field(default=13, ge=3, description="shared word n-gram length that marks a leak")
     min_words: int = Field(default=8, ge=3, description="benchmark texts shorter than ngram but this long match whole")
-    on: Literal["prompt", "completion", "both"] = "both"
+    on: Literal["prompt", "completion", "both"] = Field(default="both",
+                                                        description="check the prompt, the answer or both")
 
 
 class HubPush(Section):
-    repo_id: str
-    private: bool = True
-    token: str | None = Field(default=None, description="default: the huggingface_hub login / HF_TOKEN")
+    repo_id: str = Field(description="also push the DatasetDict and card to this hub dataset repo (default: none)")
+    private: bool = Field(default=True, description="create the dataset repo private")
+    token: str | None = Field(default=None, description="hub write token (use `${HF_TOKEN}`) (default: login)")
 
 
 class CurateConfig(Section):
-    input: str | None = Field(default=None, description="collect stage dir; default <run_dir>/collect")
-    validation_fraction: float = Field(default=0.05, ge=0, lt=1, description="share of prompts in validation")
-    seed: int = 0
-    reasoning: Literal["think", "field", "drop"] = Field(
-        default="think",
-        description="how the teacher's trace enters the assistant turn: think = '<think>\\n...\\n</think>\\n\\n' + answer "
-                    "(R1-style students); field = the message's `reasoning_content` (templates that render it); "
-                    "drop = answer only")
-    allow_partial_traces: bool = Field(
-        default=False, description="train on summarized/redacted traces (refused by default: a summary is not the reasoning)")
-    student_tokenizer: str | None = Field(default=None, description="local tokenizer dir for token counts")
-    num_proc: int = Field(default=2, ge=1, description="processes for per-record filters on large data")
+    input: str | None = Field(default=None, description="the collect stage dir to read (default: "
+                                                        "`<run_dir>/collect`)")
+    validation_fraction: float = Field(default=0.05, ge=0, lt=1, description="share of prompts in `validation`")
+    seed: int = Field(default=0, description="the split hash's salt")
+    reasoning: Literal["think", "field", "drop"] = Field(default="think",
+                                                         description="how the trace enters the assistant turn: "
+                                                                     "`think` = `<think>\\n...\\n</think>\\n\\n` + "
+                                                                     "answer (R1-style students), `field` = the "
+                                                                     "assistant message's `reasoning_content` (for "
+                                                                     "student templates that render it), `drop` = "
+                                                                     "answer only")
+    allow_partial_traces: bool = Field(default=False, description="train on `summarized`/`redacted` traces (refused "
+                                                                  "by default with an error saying so)")
+    student_tokenizer: str | None = Field(default=None, description="local tokenizer dir for token counts (else "
+                                                                    "chars/4)")
+    num_proc: int = Field(default=2, ge=1, description="processes for the per-record filters (used from 20k records)")
     errors: ErrorsFilter = Field(default_factory=ErrorsFilter)
     empty: EmptyFilter = Field(default_factory=EmptyFilter)
     finish_reason: FinishReasonFilter = Field(default_factory=FinishReasonFilter)
     trace: TraceFilter = Field(default_factory=TraceFilter)
+    trace_ratio: TraceRatioFilter = Field(default_factory=TraceRatioFilter)
     refusal: RefusalFilter = Field(default_factory=RefusalFilter)
     length: LengthFilter = Field(default_factory=LengthFilter)
     repetition: RepetitionFilter = Field(default_factory=RepetitionFilter)
@@ -169,4 +200,4 @@ class CurateConfig(Section):
     near_dedup: NearDedupConfig = Field(default_factory=NearDedupConfig)
     decontam: DecontamConfig = Field(default_factory=DecontamConfig)
     push_to_hub: HubPush | None = None
-    progress: bool = True
+    progress: bool = Field(default=True, description="live progress bars")

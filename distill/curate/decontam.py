@@ -3,7 +3,7 @@
 Benchmark texts come from the same loaders evaluate uses (`distill.benchmarks`), so what is checked here is what
 is scored there. Matching is on normalized words (case and punctuation ignored): a copied question is caught
 even re-punctuated; a paraphrase is not (n-gram overlap is the standard, documented trade-off). Benchmark texts
-shorter than `ngram` words but at least `min_words` long must appear whole.
+shorter than `ngram` words but at least `min_words` long must appear whole. `decontam_step` is the curate step.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyarrow as pa
 
+from distill.curate.step import EXAMPLES, Outcome, Rows
 from distill.curate.text import normalize_words, window_hashes, word_hashes
 from distill.errors import DistillError, InputError
 
@@ -110,3 +111,28 @@ def load_benchmark_texts(cfg: DecontamConfig) -> dict[str, list[str]]:
         out[ref.name] = bench.decontam_texts(items)
     return out
 
+
+def decontam_step(rows: Rows, alive: np.ndarray, cfg: DecontamConfig) -> Outcome:
+    """Curate step: drop alive records that share an n-gram with a benchmark item; counts per benchmark."""
+    index = build_index(load_benchmark_texts(cfg), cfg.ngram, cfg.min_words)
+    idx = np.flatnonzero(alive)
+    bench = np.full(len(rows), -1, dtype=np.int32)
+    pos = np.full(len(rows), -1, dtype=np.int64)
+    glen = np.zeros(len(rows), dtype=np.int32)
+    start = 0
+    texts_of: dict[int, str] = {}
+    for arr in rows.texts(cfg.on, idx):
+        b, p, g = find_hits(index, arr)
+        at = idx[start : start + len(arr)]
+        bench[at], pos[at], glen[at] = b, p, g
+        for j in np.flatnonzero(b >= 0)[: max(0, EXAMPLES - len(texts_of))]:
+            texts_of[int(at[j])] = arr[int(j)].as_py()
+        start += len(arr)
+    hit_rows = np.flatnonzero(bench >= 0)
+    per = {name: {"items": index.texts[name], "too_short_to_check": index.too_short[name],
+                  "removed": int((bench[hit_rows] == i).sum())} for i, name in enumerate(index.names)}
+    extra = {r: {"benchmark": index.names[bench[r]], "matched": matched_text(txt, int(pos[r]), int(glen[r]))}
+             for r, txt in texts_of.items()}
+    info = {"ngram": cfg.ngram, "on": cfg.on, "per_benchmark": per,
+            "note": "; ".join(f"{k}: {v['removed']}" for k, v in per.items())}
+    return Outcome(bench < 0, info, extra)

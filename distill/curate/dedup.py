@@ -8,6 +8,8 @@ Near-dup pipeline, chosen for recall first and then precision:
    at the threshold is >= 0.99; datasketch's default 9x13 at 0.8 finds only ~40% of pairs at Jaccard 0.8)
    gives candidate pairs, each *verified* by its signature-estimated Jaccard >= threshold (precision);
 4. verified pairs -> connected components; the first text of each component (dataset order) is kept.
+
+`exact_dedup_step` and `near_dedup_step` are the two curate steps over these.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from distill.curate.config import ExactDedupConfig, NearDedupConfig
+from distill.curate.step import Outcome, Rows
 from distill.curate.text import _MIX, normalize_words, window_hashes, word_hashes
 
 
@@ -138,25 +143,48 @@ def near_duplicates(
     tmp_dir: str | Path | None = None,
 ) -> NearDupResult:
     """Near-duplicate clusters over `total` texts yielded (in order) by `batches()` as Arrow string arrays."""
-    import time
+    bands, rows = _banding(num_perm, threshold, bands, rows)
+    timings: dict[str, float] = {}
+    ids, sig = _flagged_signatures(batches, total, ngram=ngram, perms=bands * rows, bands=bands, threshold=threshold,
+                                   seed=seed, on_progress=on_progress, tmp_dir=tmp_dir, timings=timings)
+    keep = np.ones(total, dtype=bool)
+    rep = np.arange(total)
+    if not len(ids):
+        return NearDupResult(keep, rep, bands, rows, timings=timings)
+    t2 = time.monotonic()
+    pairs = _band_pairs(sig, bands, rows)
+    ok = _verify(sig, pairs, threshold)
+    leader = _first_of_components(ids, pairs[ok])
+    rep[ids] = leader
+    keep[ids] = leader == ids
+    timings["verify_and_cluster_s"] = time.monotonic() - t2
+    return NearDupResult(keep, rep, bands, rows, prefiltered=len(ids), candidate_pairs=len(pairs),
+                         verified_pairs=int(ok.sum()), timings=timings)
 
-    import rensa
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
 
+def _banding(num_perm: int, threshold: float, bands: int | None, rows: int | None) -> tuple[int, int]:
+    """bands x rows: as configured, the missing one filled from num_perm, or both chosen for recall."""
     if bands is None or rows is None:
         b_auto, r_auto = choose_bands(num_perm, threshold)
         bands = bands or (num_perm // rows if rows else b_auto)
         rows = rows or (num_perm // bands if bands != b_auto else r_auto)
-    perms = bands * rows
-    if perms > num_perm or bands < 1 or rows < 1:
+    if bands * rows > num_perm or bands < 1 or rows < 1:
         raise ValueError(f"bands x rows = {bands} x {rows} exceeds num_perm={num_perm}")
-    timings: dict[str, float] = {}
+    return bands, rows
+
+
+def _flagged_signatures(batches: Callable[[], Iterable[pa.Array]], total: int, *, ngram: int, perms: int, bands: int,
+                        threshold: float, seed: int, on_progress: Callable[[int], None] | None,
+                        tmp_dir: str | Path | None, timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, numpy signatures) of the texts rensa's LSH flags as sharing a band with another (steps 1-2)."""
+    import rensa
+
     t0 = time.monotonic()
     lsh = rensa.RMinHashLSH(threshold, perms, bands)
     spill = tempfile.TemporaryDirectory(prefix="distill-neardup-", dir=tmp_dir)
     spilled: list[tuple[int, str, np.ndarray]] = []
     start = 0
+    ids_parts, sig_parts = [], []
     try:
         # pass 1: shingle, sign, index
         for i, texts in enumerate(batches()):
@@ -175,7 +203,6 @@ def near_duplicates(
         timings["sign_and_index_s"] = time.monotonic() - t0
         # pass 2: which texts share a band with another; numpy signatures for those only
         t1 = time.monotonic()
-        ids_parts, sig_parts = [], []
         for start_i, path, soff in spilled:
             flat = np.load(path)
             m = rensa.RMinHash.digest_matrix_from_flat_token_hashes(flat, soff.astype(np.uint64), perms, seed)
@@ -190,26 +217,49 @@ def near_duplicates(
         timings["prefilter_s"] = time.monotonic() - t1
     finally:
         spill.cleanup()
-    keep = np.ones(total, dtype=bool)
-    rep = np.arange(total)
     if not ids_parts:
-        return NearDupResult(keep, rep, bands, rows, timings=timings)
-    t2 = time.monotonic()
-    ids = np.concatenate(ids_parts)
-    sig = np.concatenate(sig_parts)
-    pairs = _band_pairs(sig, bands, rows)
-    ok = _verify(sig, pairs, threshold)
-    edges = pairs[ok]
+        return np.zeros(0, dtype=np.int64), np.zeros((0, perms), dtype=np.uint32)
+    return np.concatenate(ids_parts), np.concatenate(sig_parts)
+
+
+def _first_of_components(ids: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Per id: the first id (dataset order) of its connected component over the verified pairs."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     n = len(ids)
     graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
     _, labels = connected_components(graph, directed=False)
     _, first = np.unique(labels, return_index=True)  # local indices are in dataset order: first = smallest id
-    leader = ids[first[labels]]
-    rep[ids] = leader
-    keep[ids] = leader == ids
-    timings["verify_and_cluster_s"] = time.monotonic() - t2
-    return NearDupResult(keep, rep, bands, rows, prefiltered=n, candidate_pairs=len(pairs),
-                         verified_pairs=int(ok.sum()), timings=timings)
+    return ids[first[labels]]
+
+
+def exact_dedup_step(rows: Rows, alive: np.ndarray, cfg: ExactDedupConfig) -> Outcome:
+    """Curate step: the first record of each normalized text (prompt, answer or both) stays."""
+    idx = np.flatnonzero(alive)
+    keys = np.concatenate([exact_keys(a) for a in rows.texts(cfg.on, idx)]) if len(idx) else np.zeros(0, np.uint64)
+    keep_local, rep = first_occurrence(keys)
+    keep = np.ones(len(rows), dtype=bool)
+    keep[idx] = keep_local
+    return Outcome(keep, {"on": cfg.on}, rows.duplicates_of(idx, keep_local, rep))
+
+
+def near_dedup_step(rows: Rows, alive: np.ndarray, cfg: NearDedupConfig) -> Outcome:
+    """Curate step: one record per near-duplicate cluster (the first) stays."""
+    from distill.progress import make_progress
+
+    idx = np.flatnonzero(alive)
+    with make_progress(rows.progress) as progress:
+        task = progress.add_task("curate: near-dup sign + index", total=len(idx), stats="")
+        res = near_duplicates(lambda: rows.texts(cfg.on, idx), len(idx), ngram=cfg.ngram, num_perm=cfg.num_perm,
+                              threshold=cfg.threshold, bands=cfg.bands, rows=cfg.rows, seed=cfg.seed,
+                              on_progress=lambda k: progress.advance(task, k))
+    keep = np.ones(len(rows), dtype=bool)
+    keep[idx] = res.keep
+    info = {"on": cfg.on, "bands": res.bands, "rows": res.rows, "threshold": cfg.threshold, "ngram": cfg.ngram,
+            "candidate_pairs": res.candidate_pairs, "verified_pairs": res.verified_pairs,
+            "note": f"MinHash LSH {res.bands}x{res.rows}, Jaccard >= {cfg.threshold}"}
+    return Outcome(keep, info, rows.duplicates_of(idx, keep_local=res.keep, rep=res.rep))
 
 
 def arrow_batches(table_column: pa.ChunkedArray | pa.Array, batch_size: int = 50_000) -> Iterator[pa.Array]:

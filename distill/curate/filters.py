@@ -1,42 +1,53 @@
-"""Per-record filters: each takes a batch (dict of column lists) and returns a keep mask, so `datasets.map`
-can run it batched over Arrow with `num_proc`. The stage counts what each removed and keeps a few examples.
+"""Per-record filters: each is `keep(batch, section) -> bool mask` over a batch (dict of column lists), so the one
+`datasets.map` pass runs them all batched over Arrow with `num_proc`; `pipeline.STEPS` lists them in order. The
+runner counts what each removed and keeps a few examples; `*_stats` add a filter's own summary keys.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from distill.curate.config import (
-    CurateConfig,
+    EmptyFilter,
+    ErrorsFilter,
+    FinishReasonFilter,
     LanguageFilter,
     LengthFilter,
     RefusalFilter,
     RepetitionFilter,
     TraceFilter,
+    TraceRatioFilter,
 )
+from distill.curate.step import Batch, Rows
 
-Batch = dict[str, list[Any]]
 
-
-def errors_keep(batch: Batch) -> np.ndarray:
+def errors_keep(batch: Batch, cfg: ErrorsFilter) -> np.ndarray:
     """Records with no completion at all or an `error` finish reason (a failed call that still got exported)."""
     comp = batch["completion"]
     fr = batch.get("finish_reason") or [None] * len(comp)
     return np.array([c is not None and f != "error" for c, f in zip(comp, fr)], dtype=bool)
 
 
-def empty_keep(batch: Batch) -> np.ndarray:
+def empty_keep(batch: Batch, cfg: EmptyFilter) -> np.ndarray:
     """The answer (reasoning stripped) must have some non-space text."""
     return np.array([bool(a and a.strip()) for a in batch["_answer"]], dtype=bool)
 
 
-def finish_reason_keep(batch: Batch, drop: list[str]) -> np.ndarray:
-    dropped = set(drop)
+def finish_reason_keep(batch: Batch, cfg: FinishReasonFilter) -> np.ndarray:
+    dropped = set(cfg.drop)
     return np.array([f not in dropped for f in batch["finish_reason"]], dtype=bool)
+
+
+def finish_reason_stats(rows: Rows, removed: np.ndarray, cfg: FinishReasonFilter) -> dict[str, Any]:
+    """How many of the removed records had each finish reason."""
+    vals = rows.ds.data.column("finish_reason").take(pa.array(np.flatnonzero(removed))).to_pylist()
+    return {"by_reason": {str(k): vals.count(k) for k in sorted(set(vals), key=str)}}
 
 
 def trace_keep(batch: Batch, cfg: TraceFilter) -> np.ndarray:
@@ -60,11 +71,27 @@ def trace_keep(batch: Batch, cfg: TraceFilter) -> np.ndarray:
     return np.array(out, dtype=bool)
 
 
+def trace_ratio_keep(batch: Batch, cfg: TraceRatioFilter) -> np.ndarray:
+    """Drop a trace more than `max_ratio` times as long as its answer (an empty answer counts as 1); no trace passes."""
+    if cfg.unit == "chars":
+        trace = np.array([len(r or "") for r in batch["reasoning"]])
+        answer = np.array([len(a or "") for a in batch["_answer"]])
+    else:
+        trace, answer = np.asarray(batch["_trace_tokens"]), np.asarray(batch["_answer_tokens"])
+    return trace <= cfg.max_ratio * np.maximum(answer, 1)
+
+
 def compile_refusals(cfg: RefusalFilter) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{p})" for p in cfg.patterns), re.IGNORECASE)
+    return _compiled(tuple(cfg.patterns))
 
 
-def refusal_keep(batch: Batch, pattern: re.Pattern[str]) -> np.ndarray:
+@lru_cache(maxsize=8)
+def _compiled(patterns: tuple[str, ...]) -> re.Pattern[str]:  # once per process, not once per batch
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
+
+
+def refusal_keep(batch: Batch, cfg: RefusalFilter) -> np.ndarray:
+    pattern = compile_refusals(cfg)
     return np.array([pattern.search(a or "") is None for a in batch["_answer"]], dtype=bool)
 
 
@@ -82,6 +109,11 @@ def length_keep(batch: Batch, cfg: LengthFilter) -> np.ndarray:
     if cfg.max_total_tokens is not None:
         keep &= total <= cfg.max_total_tokens
     return keep
+
+
+def length_stats(rows: Rows, removed: np.ndarray, cfg: LengthFilter) -> dict[str, Any]:
+    """Which token counts the bounds were checked against (the student's tokenizer, or the chars/4 estimate)."""
+    return {"token_count_method": rows.token_count_method}
 
 
 def repeated_ngram_ratio(text: str, n: int) -> tuple[float, int]:
@@ -152,27 +184,3 @@ def language_keep(batch: Batch, cfg: LanguageFilter) -> np.ndarray:
         lang = detect_language(a or "")
         out.append(lang in allowed or (lang is None and cfg.keep_unknown))
     return np.array(out, dtype=bool)
-
-
-def record_filters(cfg: CurateConfig) -> list[tuple[str, Any]]:
-    """The enabled per-record filters in order: (name, batch -> keep mask)."""
-    out: list[tuple[str, Any]] = []
-    if cfg.errors.enabled:
-        out.append(("errors", errors_keep))
-    if cfg.finish_reason.enabled:
-        drop = list(cfg.finish_reason.drop)
-        out.append(("finish_reason", lambda b: finish_reason_keep(b, drop)))
-    if cfg.trace.enabled:
-        out.append(("trace", lambda b: trace_keep(b, cfg.trace)))
-    if cfg.empty.enabled:
-        out.append(("empty", empty_keep))
-    if cfg.refusal.enabled:
-        pat = compile_refusals(cfg.refusal)
-        out.append(("refusal", lambda b: refusal_keep(b, pat)))
-    if cfg.length.enabled:
-        out.append(("length", lambda b: length_keep(b, cfg.length)))
-    if cfg.repetition.enabled:
-        out.append(("repetition", lambda b: repetition_keep(b, cfg.repetition)))
-    if cfg.language.enabled:
-        out.append(("language", lambda b: language_keep(b, cfg.language)))
-    return out

@@ -4,6 +4,9 @@ Which check applies to a record (kind "auto"): code when its metadata carries `t
 multiple-choice when the reference is a single letter, numeric when the reference contains a number; otherwise
 the record is "unverifiable" (kept unless `drop_unverifiable`). Numeric and choice answers are judged by
 `distill.answers.grade`, the grader eval scores with (rules: docs/grading.md).
+
+Two curate steps: `verify_step` (incorrect answers go; the status of every row is kept for the dataset's
+`verification` column) and `rejection_step` (of a prompt's correct samples keep all, the first or the shortest).
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 
 from distill.answers import extract_number, grade
 from distill.answers.code import check_program
 from distill.curate.config import VerifyConfig
+from distill.curate.step import EXAMPLES, Outcome, Rows, snippet
 from distill.sandbox import Limits
 
 CORRECT, INCORRECT, UNVERIFIABLE = "correct", "incorrect", "unverifiable"
@@ -105,3 +110,33 @@ def rejection_sample(prompt_codes: np.ndarray, status: np.ndarray, lengths: np.n
     _, first = np.unique(prompt_codes[order], return_index=True)
     mask[order[first]] = True
     return mask
+
+
+def _verify_map(batch: dict[str, list[Any]], cfg: VerifyConfig) -> dict[str, list[str]]:
+    return {"_v": verify_batch(batch, cfg)}
+
+
+def verify_step(rows: Rows, alive: np.ndarray, cfg: VerifyConfig) -> Outcome:
+    """Judge every alive answer (batched, `num_proc`); incorrect ones go, and each row's status is kept."""
+    idx = np.flatnonzero(alive)
+    sub = rows.ds.select(idx)
+    status_ds = sub.map(_verify_map, batched=True, batch_size=256, num_proc=rows.num_proc, fn_kwargs={"cfg": cfg},
+                        remove_columns=sub.column_names, desc="curate: verify answers")
+    status = np.full(len(rows), UNVERIFIABLE, dtype=object)
+    status[idx] = np.asarray(status_ds.data.column("_v").to_pylist(), dtype=object)
+    rows.verification = status
+    counts = {k: int((status[idx] == k).sum()) for k in (CORRECT, INCORRECT, UNVERIFIABLE)}
+    extra = {int(r): {"reference": snippet(rows.ds[int(r)]["reference"], 80)}
+             for r in np.flatnonzero(alive & (status == INCORRECT))[:EXAMPLES]}
+    note = f"{counts[CORRECT]} correct, {counts[INCORRECT]} incorrect, {counts[UNVERIFIABLE]} unverifiable"
+    return Outcome(status != INCORRECT, {"counts": counts, "note": note}, extra)
+
+
+def rejection_step(rows: Rows, alive: np.ndarray, cfg: VerifyConfig) -> Outcome:
+    """Rejection sampling over the statuses `verify_step` left (runs right after it, under `curate.verify`)."""
+    codes = np.asarray(pc.dictionary_encode(rows.ds.data.column("prompt_id").combine_chunks()).indices)
+    lengths = np.asarray(pc.utf8_length(rows.ds.data.column("_answer").combine_chunks()).to_numpy(zero_copy_only=False))
+    alive_status = np.where(alive, rows.verification, "dead")
+    keep = rejection_sample(codes, alive_status, lengths, cfg.keep, cfg.drop_unverifiable)
+    note = f"keep {cfg.keep} correct per prompt" + ("; unverifiable dropped" if cfg.drop_unverifiable else "")
+    return Outcome(keep, {"policy": cfg.keep, "note": note})

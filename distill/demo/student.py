@@ -17,7 +17,7 @@ STUDENT_SHAPE = dict(hidden=64, layers=2, heads=2, intermediate=192, max_positio
 
 def build_student(out_dir: Path, seed: int = 0) -> dict[str, Any]:
     from distill.demo.teacher import param_count, tokenizer_texts, write_checksums
-    from distill.tiny import build_model, build_tokenizer
+    from distill.devtools.tiny import build_model, build_tokenizer
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -166,7 +166,7 @@ def verify_checksums(model_dir: Path) -> None:
 def build_teacher(out_dir: Path, *, steps: int = 1500, n_train: int = 20000, n_eval: int = 500, seed: int = 0,
                   threads: int = 2) -> dict[str, Any]:
     """Train the teacher from scratch into out_dir (tokenizer, weights, teacher.json, SHA256SUMS)."""
-    from distill.tiny import build_model, build_tokenizer
+    from distill.devtools.tiny import build_model, build_tokenizer
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,18 +10,20 @@ are reported (config).
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
 
-import openai
 from pydantic import Field
 
 from distill.errors import DistillError, redact
-from distill.llm.cache import sample_key
+from distill.llm.budget import Budget
+from distill.llm.cache import ResponseCache, sample_key
 from distill.llm.parse import usage_fields
-from distill.llm.runner import ChatRequest, ChatRunner
+from distill.llm.request import ChatRequest, OnResult, RequestModel, RunStats
+from distill.llm.runner import ChatRunner
 from distill.rundir import write_json
 from distill.schema import Section
 
@@ -29,32 +31,101 @@ TERMINAL = {"completed", "failed", "expired", "cancelled"}
 
 
 class BatchConfig(Section):
-    poll_interval_s: float = Field(default=30.0, gt=0)
-    completion_window: str = "24h"
-    max_requests_per_batch: int = Field(default=50_000, gt=0, description="OpenAI's limit is 50,000")
-    max_bytes_per_batch: int = Field(default=190_000_000, gt=0, description="OpenAI's limit is 200 MB per file")
-    fallback: Literal["batch", "online", "none"] = Field(
-        default="online", description="what happens to failed or expired items: a new batch, online requests, or nothing")
-    max_resubmits: int = Field(default=1, ge=0, description="new batches for failed items (fallback: batch)")
+    poll_interval_s: float = Field(default=30.0, gt=0, description="seconds between polls")
+    completion_window: str = Field(default="24h", description="sent when creating a batch")
+    max_requests_per_batch: int = Field(default=50_000, gt=0, description="requests per batch file, under the API's "
+                                                                          "limit")
+    max_bytes_per_batch: int = Field(default=190_000_000, gt=0,
+                                     description="bytes per batch file, under the API's limit")
+    fallback: Literal["batch", "online", "none"] = Field(default="online",
+                                                         description="failed or expired items: `batch` (a new "
+                                                                     "batch), `online`, or `none`")
+    max_resubmits: int = Field(default=1, ge=0, description="new batches for failed items")
 
 
-class BatchCollector:
-    """Drives the batches of one teacher; results go into the runner's cache and stats."""
+class BatchRunner:
+    """The batch executor: the same requests as the online `ChatRunner` (same body, cache keys, records, worst
+    case), sent as Batch API files and polled; failed items go to a new batch, online, or to `on_result` as
+    failures (config). State: `state_path` (see above); results go into the cache before a chunk is done."""
 
-    def __init__(self, runner: ChatRunner, state_path: Path, cfg: BatchConfig,
-                 describe: Callable[[ChatRequest], str] = lambda r: repr(r.tag)):
-        self.runner = runner
+    def __init__(self, model: RequestModel, cache: ResponseCache, *, budget: Budget | None, cfg: BatchConfig,
+                 state_path: Path, describe: Callable[[ChatRequest], str] = lambda r: repr(r.tag),
+                 on_poll: Callable[[dict[str, Any]], None] = lambda st: None):
+        import openai  # here, not at import (start-up time)
+
+        self.online = ChatRunner(model, cache, budget=budget)  # the online fallback: same model, budget, stats
+        self.model, self.ep, self.price, self.cache = model, model.endpoint, model.price, cache
+        self.budget, self.stats = self.online.budget, self.online.stats
         self.describe = describe
+        self.on_poll = on_poll
         self.cfg = cfg
         self.state_path = state_path
         self.dir = state_path.parent
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {"chunks": []}
-        ep = runner.ep
+        ep = self.ep
         self.client = openai.OpenAI(base_url=ep.base_url, api_key=ep.api_key.get_secret_value(), max_retries=4,
                                     timeout=ep.timeout_s, default_headers=ep.headers or None)
         self.failed_items: list[tuple[str, str]] = []  # (custom_id, error)
         self._requests: dict[str, ChatRequest] = {}
+
+    # -- the run ---------------------------------------------------------------------------------------------
+    async def run(self, requests: Iterable[ChatRequest], on_result: OnResult) -> RunStats:
+        """Submit the cache misses (or resume the batches a killed run recorded), poll until every batch is
+        done, then handle failed items per `fallback`."""
+        self.advance_submissions()  # what a killed run recorded but did not submit
+        self.submit(self._to_submit(requests, on_result))
+        generation = 0
+        while True:
+            while self.poll(on_result)["active"]:
+                await asyncio.sleep(self.cfg.poll_interval_s)
+            failed = self.take_failed()
+            if not failed:
+                return self.stats
+            if self.cfg.fallback == "batch" and generation < self.cfg.max_resubmits:
+                generation += 1
+                self.submit(failed, generation)
+                continue
+            if self.cfg.fallback == "online":
+                before = self.stats.requests_total, self.stats.from_cache
+                await self.online.run(failed, on_result)
+                # the fallback re-asks requests already counted once
+                self.stats.requests_total, self.stats.from_cache = before
+            else:
+                for req in failed:
+                    self.stats.failed += len(req.samples)
+                    on_result(req, None, "failed in batch (fallback: none)", False)
+            return self.stats
+
+    def _to_submit(self, requests: Iterable[ChatRequest], on_result: OnResult) -> list[ChatRequest]:
+        """The requests (sample indices) not cached, not already in a recorded batch, and within the budget."""
+        in_flight = self.in_flight_request_keys()
+        todo: list[ChatRequest] = []
+        for req in requests:
+            keys = self.model.sample_keys(req.messages, req.samples)
+            hit = self.cache.get_many(keys)
+            self.stats.requests_total += len(keys)
+            self.stats.from_cache += len(hit)
+            if hit:
+                on_result(ChatRequest(req.messages, [r["sample_index"] for r in hit.values()], req.tag),
+                          list(hit.values()), None, True)
+            missing = [i for i, k in zip(req.samples, keys, strict=True) if k not in hit]
+            if not missing:
+                continue
+            sub = ChatRequest(req.messages, missing, req.tag)
+            self.register([sub])
+            if self.model.request_key(req.messages) in in_flight:
+                continue
+            worst = self.model.worst_case_usd(self.model.full_messages(req.messages), len(missing), batch=True)
+            ticket = self.budget.reserve(worst)
+            if ticket is None:  # the budget cap holds for batches too
+                self.stats.not_sent += len(missing)
+                self.stats.stopped = f"budget_usd {self.budget.limit} reached before every request could be batched"
+                continue
+            # a batch's cost arrives hours later, maybe in another process: the ledger keeps its worst case
+            self.budget.settle(ticket, worst)
+            todo.append(sub)
+        return todo
 
     # -- state -----------------------------------------------------------------------------------------------
     def _save(self) -> None:
@@ -78,16 +149,19 @@ class BatchCollector:
         return keys
 
     def _custom_id(self, req: ChatRequest) -> str:
-        return f"{self.runner.request_key(req.messages)}|{','.join(map(str, req.samples))}"
+        return f"{self.model.request_key(req.messages)}|{','.join(map(str, req.samples))}"
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        import openai
+
+        ep = self.ep
         try:
             return fn()
         except openai.AuthenticationError:
-            raise DistillError(f"401 Unauthorized from '{self.runner.ep.name}' ({self.runner.ep.base_url}) during {what}: "
-                               f"check `api_key` of '{self.runner.ep.name}'") from None
+            raise DistillError(f"401 Unauthorized from '{ep.name}' ({ep.base_url}) during {what}: "
+                               f"check `api_key` of '{ep.name}'") from None
         except openai.APIError as e:
-            raise DistillError(redact(f"Batch API {what} failed for '{self.runner.ep.name}': {e}", self.runner.ep.secrets)) from None
+            raise DistillError(redact(f"Batch API {what} failed for '{ep.name}': {e}", ep.secrets)) from None
 
     # -- submit ----------------------------------------------------------------------------------------------
     def submit(self, requests: list[ChatRequest], generation: int = 0) -> int:
@@ -99,9 +173,7 @@ class BatchCollector:
         size = 0
         chunks: list[list[str]] = []
         for req in requests:
-            body = {"model": self.runner.ep.model, "messages": self.runner.full_messages(req.messages), **self.runner._body}
-            if len(req.samples) > 1:
-                body["n"] = len(req.samples)
+            body = self.model.body(self.model.full_messages(req.messages), len(req.samples))
             line = json.dumps({"custom_id": self._custom_id(req), "method": "POST", "url": "/v1/chat/completions",
                                "body": body}, ensure_ascii=False)
             b = len(line.encode()) + 1
@@ -114,7 +186,7 @@ class BatchCollector:
             chunks.append(chunk)
         for lines in chunks:
             i = len(self.state["chunks"])
-            path = self.dir / f"{self.runner.ep.name}-{i:04d}.jsonl"
+            path = self.dir / f"{self.ep.name}-{i:04d}.jsonl"
             path.write_text("\n".join(lines) + "\n", encoding="utf-8")
             self.state["chunks"].append({"chunk": i, "file": path.name, "requests": len(lines), "state": "prepared",
                                          "generation": generation, "file_id": None, "batch_id": None, "status": None})
@@ -136,7 +208,7 @@ class BatchCollector:
                     existing = self._call("batch create", lambda: self.client.batches.create(
                         input_file_id=c["file_id"], endpoint="/v1/chat/completions",
                         completion_window=self.cfg.completion_window,  # type: ignore[arg-type]
-                        metadata={"distill_chunk": f"{self.runner.ep.name}-{c['chunk']}"}))
+                        metadata={"distill_chunk": f"{self.ep.name}-{c['chunk']}"}))
                 c.update(batch_id=existing.id, state="submitted", status=existing.status)
                 self._save()
 
@@ -148,8 +220,9 @@ class BatchCollector:
         return None
 
     # -- poll and collect ------------------------------------------------------------------------------------
-    def poll(self) -> dict[str, int]:
-        """One round: retrieve every submitted batch; download and store finished ones. Returns counts."""
+    def poll(self, on_result: OnResult) -> dict[str, Any]:
+        """One round: retrieve every submitted batch; download and store finished ones (`on_result` is told of
+        their answers). Returns counts, also given to `on_poll`."""
         done = total = 0
         for c in self.state["chunks"]:
             total += c["requests"]
@@ -162,66 +235,72 @@ class BatchCollector:
             c["status"] = b.status
             counts = b.request_counts
             if b.status in TERMINAL:
-                self._finish(c, b)
+                self._finish(c, b, on_result)
                 done += c["requests"]
             elif counts is not None:
                 done += counts.completed + counts.failed
-        return {"done": done, "total": total}
+        st = {"done": done, "total": total, "active": len(self.active),
+              "statuses": " ".join(str(c["status"]) for c in self.active)}
+        self.on_poll(st)
+        return st
 
-    def _finish(self, c: dict[str, Any], b: Any) -> None:
+    def _rejected(self, c: dict[str, Any], b: Any) -> DistillError:
+        """A batch the server refused as a whole: the error names the prompts and fields it objected to."""
+        lines = (self.dir / c["file"]).read_text(encoding="utf-8").splitlines()
+        msgs = []
+        for e in b.errors.data[:5]:
+            cid = json.loads(lines[e.line - 1])["custom_id"] if e.line and 0 < e.line <= len(lines) else "?"
+            req = self._requests.get(cid)
+            who = f"prompt {self.describe(req)}" if req is not None else f"custom_id {cid[:16]}…"
+            msgs.append(f"line {e.line} ({who}): {e.param}: {e.message}")
+        c.update(state="done", status="rejected")
+        self._save()
+        return DistillError(f"batch {b.id} for '{self.ep.name}' was rejected by the server ({c['file']}): "
+                            + "; ".join(msgs))
+
+    def _finish(self, c: dict[str, Any], b: Any, on_result: OnResult) -> None:
         if b.status == "failed" and b.errors and b.errors.data:
-            lines = (self.dir / c["file"]).read_text(encoding="utf-8").splitlines()
-            msgs = []
-            for e in b.errors.data[:5]:
-                cid = json.loads(lines[e.line - 1])["custom_id"] if e.line and 0 < e.line <= len(lines) else "?"
-                req = self._requests.get(cid)
-                who = f"prompt {self.describe(req)}" if req is not None else f"custom_id {cid[:16]}…"
-                msgs.append(f"line {e.line} ({who}): {e.param}: {e.message}")
-            c.update(state="done", status="rejected")
-            self._save()
-            raise DistillError(f"batch {b.id} for '{self.runner.ep.name}' was rejected by the server "
-                               f"({c['file']}): " + "; ".join(msgs))
+            raise self._rejected(c, b)
         results: list[dict[str, Any]] = []
         for fid in (b.output_file_id, b.error_file_id):
             if fid:
                 text = self._call("result download", lambda fid=fid: self.client.files.content(fid).text)
                 results += [json.loads(ln) for ln in text.splitlines() if ln.strip()]
         answered: set[str] = set()
-        records_all: list[dict[str, Any]] = []
+        records_by_cid: dict[str, tuple[list[dict[str, Any]], dict[str, int]]] = {}
         for r in results:
             cid = r.get("custom_id", "")
             resp = r.get("response") or {}
             if resp.get("status_code") == 200 and isinstance(resp.get("body"), dict) and resp["body"].get("choices"):
-                records_all += self._store(cid, resp["body"], b.id)
+                records_by_cid[cid] = self._records(cid, resp["body"], b.id), usage_fields(resp["body"].get("usage"))
                 answered.add(cid)
             else:
                 err = r.get("error") or (resp.get("body") or {}).get("error") or {}
                 kind = err.get("code") or f"http_{resp.get('status_code')}"
-                self.runner.stats.errors[f"batch_{kind}"] += 1
+                self.stats.errors[f"batch_{kind}"] += 1
                 self.failed_items.append((cid, str(err.get("message") or kind)))
                 answered.add(cid)
         # requests the batch never reported on (cancelled, or expired without an error line) fail too
         for line in (self.dir / c["file"]).read_text(encoding="utf-8").splitlines():
             cid = json.loads(line)["custom_id"]
             if cid not in answered:
-                self.runner.stats.errors[f"batch_{b.status}"] += 1
+                self.stats.errors[f"batch_{b.status}"] += 1
                 self.failed_items.append((cid, f"batch {b.status}"))
-        self.runner.cache.put_many((x["id"], self.runner.ep.name, x["sample_index"], x) for x in records_all)
+        self.cache.put_many((x["id"], self.ep.name, x["sample_index"], x)
+                            for recs, _ in records_by_cid.values() for x in recs)
         c.update(state="done", status=b.status)
         self._save()
+        # counted and told only now that the records are durable
+        for cid, (recs, usage) in records_by_cid.items():
+            self.stats.count_response(len(recs), usage, sum(x["cost_usd"] for x in recs), None)
+            req = self._requests.get(cid)
+            if req is not None:
+                on_result(ChatRequest(req.messages, [x["sample_index"] for x in recs], req.tag), recs, None, False)
 
-    def _store(self, cid: str, body: dict[str, Any], batch_id: str) -> list[dict[str, Any]]:
+    def _records(self, cid: str, body: dict[str, Any], batch_id: str) -> list[dict[str, Any]]:
         rk, _, samples = cid.rpartition("|")
         pending = {int(i): sample_key(rk, int(i)) for i in samples.split(",") if i}
-        usage = usage_fields(body.get("usage"))
-        recs = self.runner._records(body, usage, pending, latency=0.0, attempts=1)
-        discount = self.runner.price.batch_discount
-        for x in recs:
-            x["cost_usd"] *= discount
-            x["latency_s"] = None
-            x["batch_id"] = batch_id
-        self.runner.stats.count_response(len(recs), usage, sum(x["cost_usd"] for x in recs), None)
-        return recs
+        return self.model.records(body, pending, latency=None, attempts=1, batch_id=batch_id)
 
     def take_failed(self) -> list[ChatRequest]:
         """The failed items as requests (for a fallback), clearing the list."""

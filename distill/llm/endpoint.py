@@ -4,27 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
+
+from distill.schema import Section
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SamplingParams(_Strict):
+class SamplingParams(Section):
     """Request parameters; `None` means "not sent" (the server's default applies)."""
 
-    temperature: float | None = Field(default=None, ge=0)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, gt=0)
-    max_completion_tokens: int | None = Field(default=None, gt=0)
-    n: int = Field(default=1, ge=1, description="samples per prompt; each is its own cached record")
-    seed: int | None = None
-    stop: list[str] | str | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
+    temperature: float | None = Field(default=None, ge=0, description="sent when set")
+    top_p: float | None = Field(default=None, gt=0, le=1, description="sent when set")
+    max_tokens: int | None = Field(default=None, gt=0, description="sent when set")
+    max_completion_tokens: int | None = Field(default=None, gt=0, description="sent when set")
+    n: int = Field(default=1, ge=1, description="samples per prompt (sent as `n`; each sample is its own cached "
+                                                "record)")
+    seed: int | None = Field(default=None, description="sent when set")
+    stop: list[str] | str | None = Field(default=None, description="sent when set")
+    presence_penalty: float | None = Field(default=None, description="sent when set")
+    frequency_penalty: float | None = Field(default=None, description="sent when set")
     reasoning_effort: str | None = Field(default=None, description="o-series / OpenAI-compatible reasoning effort")
-    reasoning: dict[str, Any] | None = Field(default=None, description="OpenRouter's `reasoning` object, sent as is")
+    reasoning: dict[str, Any] | None = Field(default=None, description="OpenRouter's `reasoning` object (`{effort: "
+                                                                       "high}`, `{max_tokens: N}`), sent as is")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="passed to the API untouched")
 
     def request_kwargs(self) -> dict[str, Any]:
@@ -39,37 +39,39 @@ class SamplingParams(_Strict):
         return self.max_completion_tokens or self.max_tokens
 
 
-class PriceConfig(_Strict):
+class PriceConfig(Section):
     """$ per 1M tokens; batch prices default to half (OpenAI's Batch API discount)."""
 
-    prompt: float = Field(ge=0)
-    completion: float = Field(ge=0)
-    cached_prompt: float | None = Field(default=None, ge=0)
+    prompt: float = Field(ge=0, description="$ per 1M prompt tokens; an unknown model under a `budget_usd` refuses "
+                                            "to start (set this); without a budget it costs $0 and a warning says "
+                                            "so (default: built-in table)")
+    completion: float = Field(ge=0, description="$ per 1M completion tokens (default: built-in table)")
 
 
-class RetryConfig(_Strict):
-    max_attempts: int = Field(default=6, ge=1, description="attempts per request, the first included")
-    base_delay_s: float = Field(default=1.0, ge=0)
-    max_delay_s: float = Field(default=30.0, ge=0)
-    max_consecutive_failures: int = Field(
-        default=20, ge=1, description="requests failing in a row (after their retries) that stop the run"
-    )
+class RetryConfig(Section):
+    max_attempts: int = Field(default=6, ge=1, description="attempts per request (a connection refused on the first "
+                                                           "3 before any success stops the run)")
+    base_delay_s: float = Field(default=1.0, ge=0, description="backoff: the first delay")
+    max_delay_s: float = Field(default=30.0, ge=0, description="backoff: the longest delay")
+    max_consecutive_failures: int = Field(default=20, ge=1, description="requests failing in a row (after their "
+                                                                       "retries) that stop the run")
 
 
-class EndpointConfig(_Strict):
+class EndpointConfig(Section):
     """One model behind one OpenAI-compatible API."""
 
-    name: str = Field(description="label used in records, reports and error messages")
-    base_url: str = "https://api.openai.com/v1"
-    api_key: SecretStr = Field(default=SecretStr("EMPTY"), description="use ${ENV_VAR}; never logged")
-    model: str
+    name: str = Field(description="label in records and reports")
+    base_url: str = Field(default="https://api.openai.com/v1", description="any OpenAI-compatible API")
+    api_key: SecretStr = Field(default=SecretStr("EMPTY"), description="write `${OPENAI_API_KEY}`; never logged")
+    model: str = Field(description="model id sent to the API")
     params: SamplingParams = Field(default_factory=SamplingParams)
-    system_prompt: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers (OpenRouter's)")
+    system_prompt: str | None = Field(default=None, description="system message for this endpoint")
+    headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers (e.g. OpenRouter's "
+                                                                      "`HTTP-Referer`, `X-Title`)")
     concurrency: int = Field(default=32, ge=1, description="requests in flight at most")
-    rpm: float | None = Field(default=None, gt=0, description="requests per minute limit")
-    tpm: float | None = Field(default=None, gt=0, description="tokens per minute limit (prompt + completion)")
-    timeout_s: float = Field(default=300.0, gt=0)
+    rpm: float | None = Field(default=None, gt=0, description="requests per minute")
+    tpm: float | None = Field(default=None, gt=0, description="tokens per minute (prompt + completion)")
+    timeout_s: float = Field(default=300.0, gt=0, description="per request")
     retry: RetryConfig = Field(default_factory=RetryConfig)
     price: PriceConfig | None = Field(default=None, description="overrides the built-in price table")
 

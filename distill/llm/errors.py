@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
-import openai
-
 from distill.errors import DistillError
+from distill.llm.transport import AttemptTimeout, ConnectFailed, StatusError
 
 
 class EmptyChoices(Exception):
@@ -28,21 +26,9 @@ class Failure:
     refused: bool = False  # the connection was refused: the request never reached a server
 
 
-def _refused(err: BaseException) -> bool:
-    cause: BaseException | None = err
-    for _ in range(6):
-        if cause is None:
-            return False
-        if isinstance(cause, ConnectionRefusedError):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
-
-
-def _retry_after(err: openai.APIStatusError) -> float | None:
-    headers = getattr(err.response, "headers", None) or {}
+def _retry_after(err: StatusError) -> float | None:
     for name in ("retry-after-ms", "retry-after"):
-        raw = headers.get(name)
+        raw = err.headers.get(name)
         if raw is None:
             continue
         try:
@@ -53,30 +39,14 @@ def _retry_after(err: openai.APIStatusError) -> float | None:
     return None
 
 
-def _connection_cause(err: BaseException) -> str | None:
-    seen = 0
-    cause: BaseException | None = err.__cause__
-    while cause is not None and seen < 5:
-        if isinstance(cause, ConnectionError) or "disconnected" in str(cause).lower():
-            return f"{type(cause).__name__}: {cause}"
-        cause, seen = cause.__cause__ or cause.__context__, seen + 1
-    return None
-
-
 def classify(err: BaseException, endpoint_name: str, base_url: str, model: str) -> Failure:
     where = f"'{endpoint_name}' ({base_url}, model {model!r})"
-    if isinstance(err, openai.APITimeoutError):
-        # the SDK's aiohttp transport reports refused and dropped connections as (connect) timeouts
-        refused = _connection_cause(err)
-        if refused is not None:
-            return Failure("connection", True, False, f"cannot reach {where}: {refused}", refused=_refused(err))
+    if isinstance(err, AttemptTimeout):
         return Failure("timeout", True, False, f"request to {where} timed out")
-    if isinstance(err, openai.APIConnectionError):
-        cause = err.__cause__ or err
-        return Failure("connection", True, False, f"cannot reach {where}: {type(cause).__name__}: {cause}",
-                       refused=_refused(err))
-    if isinstance(err, openai.APIStatusError):
-        code = err.status_code
+    if isinstance(err, ConnectFailed):
+        return Failure("connection", True, False, f"cannot reach {where}: {err}", refused=err.refused)
+    if isinstance(err, StatusError):
+        code = err.status
         body = str(err.message)[:300]
         if code == 401:
             return Failure(
@@ -98,6 +68,6 @@ def classify(err: BaseException, endpoint_name: str, base_url: str, model: str) 
         return Failure("bad_request" if code == 400 else f"http_{code}", False, False, f"{code} from {where}: {body}")
     if isinstance(err, EmptyChoices):
         return Failure("empty_choices", True, False, f"{where} returned no choices")
-    if isinstance(err, json.JSONDecodeError | ValueError | openai.APIResponseValidationError):
+    if isinstance(err, ValueError):  # json.JSONDecodeError included
         return Failure("malformed", True, False, f"{where} returned a malformed body: {type(err).__name__}: {err}")
     return Failure("other", True, False, f"{where}: {type(err).__name__}: {err}")

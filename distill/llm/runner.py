@@ -10,126 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import time
-from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import Any
 
-import openai
-
 from distill.errors import redact
-from distill.llm.budget import Budget, output_token_bound, prompt_token_bound, require_cap_inputs
-from distill.llm.cache import ResponseCache, request_key, sample_key
-from distill.llm.endpoint import EndpointConfig
+from distill.llm.budget import Budget
+from distill.llm.cache import ResponseCache, sample_key
 from distill.llm.errors import EmptyChoices, Failure, RunStopped, classify
-from distill.llm.parse import parse_message, usage_fields
-from distill.llm.pricing import Price, price_for
+from distill.llm.parse import usage_fields
 from distill.llm.ratelimit import RateLimiter
+from distill.llm.request import ChatRequest, OnResult, RequestModel, RunStats, estimate_prompt_tokens
+from distill.llm.transport import ChatTransport
 
-ASSUMED_MAX_OUTPUT = 4096  # output assumed for TPM pacing when no max_tokens is set (a capped run refuses instead)
 REFUSED_ATTEMPTS = 3  # a request refused this many times before any request succeeded: nothing is listening
 # failures after which the provider may still have run (and billed) the request: charged at their worst case
 MAYBE_BILLED = frozenset({"timeout", "malformed", "empty_choices", "other", "connection"})
 
 
-@dataclass
-class ChatRequest:
-    """One prompt to send; `samples` are the sample indices wanted; `tag` comes back with the result."""
-
-    messages: list[dict[str, Any]]
-    samples: list[int] = field(default_factory=lambda: [0])
-    tag: Any = None
-
-
-@dataclass
-class RunStats:
-    requests_total: int = 0  # prompt x sample pairs asked for
-    completed: int = 0  # samples answered by the API in this run
-    from_cache: int = 0  # samples already in the cache
-    failed: int = 0  # samples given up on
-    not_sent: int = 0  # samples never sent (budget reached, run stopped)
-    http_requests: int = 0  # attempts sent over the wire
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    reasoning_tokens: int = 0
-    cost_usd: float = 0.0
-    latencies: list[float] = field(default_factory=list)
-    errors: Counter = field(default_factory=Counter)
-    stopped: str | None = None
-
-    def count_response(self, samples: int, usage: dict[str, int], cost: float, latency: float | None) -> None:
-        """One answered request (online or from a batch), counted once its records are in the cache."""
-        self.completed += samples
-        self.prompt_tokens += usage["prompt_tokens"]
-        self.completion_tokens += usage["completion_tokens"]
-        self.reasoning_tokens += usage["reasoning_tokens"]
-        self.cost_usd += cost
-        if latency is not None:
-            self.latencies.append(latency)
-
-    def merge(self, other: RunStats) -> None:
-        for name in ("requests_total", "completed", "from_cache", "failed", "not_sent", "http_requests",
-                     "prompt_tokens", "completion_tokens", "reasoning_tokens", "cost_usd"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.latencies.extend(other.latencies)
-        self.errors.update(other.errors)
-        self.stopped = self.stopped or other.stopped
-
-    def summary(self) -> dict[str, Any]:
-        lat = sorted(self.latencies)
-
-        def pct(p: float) -> float | None:
-            return round(lat[min(len(lat) - 1, int(p * len(lat)))], 4) if lat else None
-
-        return {
-            "requests_total": self.requests_total,
-            "completed": self.completed,
-            "failed": self.failed,
-            "from_cache": self.from_cache,
-            "not_sent": self.not_sent,
-            "http_requests": self.http_requests,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "reasoning_tokens": self.reasoning_tokens,
-            "cost_usd": round(self.cost_usd, 6),
-            "latency_p50_s": pct(0.50),
-            "latency_p95_s": pct(0.95),
-            "errors": dict(self.errors),
-            "stopped": self.stopped,
-        }
-
-
-def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
-    """chars/4 + per-message overhead: only for rate limiting and estimates, never billed nor used for the cap
-    (that is `prompt_token_bound`)."""
-    return sum(len(str(m.get("content") or "")) // 4 + 4 for m in messages) + 3
-
-
-OnResult = Callable[[ChatRequest, list[dict[str, Any]] | None, str | None, bool], None]
-
-
 class ChatRunner:
-    """Sends `ChatRequest`s to one endpoint; results land in the cache, then `on_result` is told."""
+    """The online executor: sends a `RequestModel`'s requests now; results land in the cache, then `on_result`
+    is told. `stats` may be shared with another executor of the same requests (batch's online fallback)."""
 
-    def __init__(
-        self,
-        endpoint: EndpointConfig,
-        cache: ResponseCache,
-        *,
-        budget: Budget | None = None,
-    ):
-        self.ep = endpoint
+    def __init__(self, model: RequestModel, cache: ResponseCache, *, budget: Budget | None = None,
+                 stats: RunStats | None = None):
+        self.model = model
+        self.ep = model.endpoint
+        self.price = model.price
         self.cache = cache
         self.budget = budget or Budget(None)
-        self.price: Price = price_for(endpoint)
-        self.stats = RunStats()
-        self.limiter = RateLimiter(endpoint.rpm, endpoint.tpm)
-        self._params = endpoint.params.request_kwargs()
-        self._body = {k: v for k, v in self._params.items() if k != "extra_body"} | self._params.get("extra_body", {})
-        self._params_json = json.dumps(self._params, sort_keys=True)
+        self.stats = stats if stats is not None else RunStats()
+        self.limiter = RateLimiter(self.ep.rpm, self.ep.tpm)
         self._cooldown_until = 0.0
         self._consecutive_failures = 0
         self._stop: str | None = None
@@ -140,38 +52,14 @@ class ChatRunner:
         self._inflight: dict[str, list[tuple[ChatRequest, list[str]]]] = {}  # request key -> same prompt waiting
         self._any_success = False
         self._last_error: str | None = None
-        bound = output_token_bound(self._body)
         if self.budget.limit is not None:
-            require_cap_inputs(endpoint.name, endpoint.model, self.price.known, bound)
-        self._max_out = bound if bound is not None else ASSUMED_MAX_OUTPUT
-        # the cheapest request there can be: when not even this fits, nothing will
-        self._min_worst = self.price.cost(prompt_token_bound([{"role": "user", "content": ""}]), self._max_out)
-
-    # -- keys ------------------------------------------------------------------------------------------------
-    def full_messages(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if self.ep.system_prompt and not (messages and messages[0].get("role") == "system"):
-            return [{"role": "system", "content": self.ep.system_prompt}, *messages]
-        return messages
-
-    def request_key(self, messages: list[dict[str, Any]]) -> str:
-        return request_key(self.ep.base_url, self.ep.model, self._params, self.full_messages(messages))
-
-    def sample_keys(self, messages: list[dict[str, Any]], samples: list[int]) -> list[str]:
-        rk = self.request_key(messages)
-        return [sample_key(rk, i) for i in samples]
+            model.require_bounded_cost()
 
     # -- the run ---------------------------------------------------------------------------------------------
     async def run(self, requests: Iterable[ChatRequest], on_result: OnResult) -> RunStats:
         """Send every request not in the cache; returns stats. Raises `RunStopped` on a fatal error, and when
         requests failed and none succeeded (a model that never answered must not score 0%)."""
-        client = openai.AsyncOpenAI(
-            base_url=self.ep.base_url,
-            api_key=self.ep.api_key.get_secret_value(),
-            max_retries=0,
-            timeout=self.ep.timeout_s,
-            default_headers=self.ep.headers or None,
-            http_client=openai.DefaultAioHttpClient(timeout=self.ep.timeout_s),
-        )
+        client = ChatTransport(self.ep)
         queue: asyncio.Queue[tuple[ChatRequest, list[str], str] | None] = asyncio.Queue(maxsize=2 * self.ep.concurrency)
         workers = [asyncio.create_task(self._worker(client, queue, on_result)) for _ in range(self.ep.concurrency)]
         try:
@@ -213,7 +101,7 @@ class ChatRunner:
         batch: list[ChatRequest] = []
 
         async def flush() -> None:
-            rks = [self.request_key(r.messages) for r in batch]
+            rks = [self.model.request_key(r.messages) for r in batch]
             keys = [[sample_key(rk, i) for i in r.samples] for r, rk in zip(batch, rks, strict=True)]
             cached = self.cache.get_many([k for ks in keys for k in ks])
             for req, ks, rk in zip(batch, keys, rks, strict=True):
@@ -244,7 +132,7 @@ class ChatRunner:
         if batch:
             await flush()
 
-    async def _worker(self, client: openai.AsyncOpenAI, queue: asyncio.Queue, on_result: OnResult) -> None:
+    async def _worker(self, client: ChatTransport, queue: asyncio.Queue, on_result: OnResult) -> None:
         while True:
             item = await queue.get()
             if item is None:
@@ -257,7 +145,7 @@ class ChatRunner:
             for freq, fkeys in self._inflight.pop(rk, []):
                 await self._follow(client, freq, fkeys, on_result)
 
-    async def _follow(self, client: openai.AsyncOpenAI, req: ChatRequest, keys: list[str], on_result: OnResult) -> None:
+    async def _follow(self, client: ChatTransport, req: ChatRequest, keys: list[str], on_result: OnResult) -> None:
         """A request whose prompt was just asked under another id: its answers are in the cache now (the same
         request key), else (that request failed or asked fewer samples) it is sent itself."""
         found = self.cache.get_many(keys)
@@ -273,10 +161,10 @@ class ChatRunner:
             return
         await self._one(client, ChatRequest(req.messages, [i for i, _ in rest], req.tag), [k for _, k in rest], on_result)
 
-    async def _reserve(self, prompt_bound: int, n: int) -> tuple[int, float] | None:
+    async def _reserve(self, messages: list[dict[str, Any]], n: int) -> tuple[int, float] | None:
         """Reserve the request's worst case; while it does not fit, wait for requests in flight to settle.
         None: it can never fit (skipped; the run goes on while cheaper requests fit, and stops when none can)."""
-        worst = self.price.cost(prompt_bound, self._max_out * n)
+        worst = self.model.worst_case_usd(messages, n)
         while (ticket := self.budget.reserve(worst)) is None:
             if self.budget.could_fit(worst) and self.budget.in_flight:
                 await self.budget.wait_for_settle()
@@ -287,23 +175,22 @@ class ChatRunner:
             msg = (f"budget_usd {b.limit} reached: spent ${b.total_spent:.4f} over all runs of this stage "
                    f"(this run ${b.spent:.4f}); a request could cost up to ${worst:.4f}")
             self.stats.stopped = msg
-            if not b.could_fit(self._min_worst):
+            if not b.could_fit(self.model.cheapest_worst_case_usd):
                 self._halt(msg)
             return None
         return ticket, worst
 
-    async def _one(self, client: openai.AsyncOpenAI, req: ChatRequest, keys: list[str], on_result: OnResult) -> None:
-        messages = self.full_messages(req.messages)
+    async def _one(self, client: ChatTransport, req: ChatRequest, keys: list[str], on_result: OnResult) -> None:
+        messages = self.model.full_messages(req.messages)
         pending = dict(zip(req.samples, keys, strict=True))
         est_prompt = estimate_prompt_tokens(messages)
-        prompt_bound = prompt_token_bound(messages)
         attempt = refused = 0
         while pending:
             if self._stop:
                 self.stats.not_sent += len(pending)
                 return
             n = len(pending)
-            reserved = await self._reserve(prompt_bound, n)
+            reserved = await self._reserve(messages, n)
             if reserved is None:
                 self.stats.not_sent += n
                 return
@@ -312,7 +199,7 @@ class ChatRunner:
             wait = self._cooldown_until - time.monotonic()
             if wait > 0:
                 await self._sleep(wait)
-            est_tokens = est_prompt + self._max_out * n
+            est_tokens = est_prompt + self.model.max_output * n
             await self.limiter.acquire(est_tokens)
             self.stats.http_requests += 1
             t0 = time.monotonic()
@@ -331,9 +218,9 @@ class ChatRunner:
                 return
             latency = time.monotonic() - t0
             usage = usage_fields(resp.get("usage"))
-            records = self._records(resp, usage, pending, latency, attempt)
+            records = self.model.records(resp, pending, latency=latency, attempts=attempt)
             # no usage reported: the bill is unknown, so the worst case is what counts against the cap
-            cost = self.price.cost(usage["prompt_tokens"], usage["completion_tokens"]) if resp.get("usage") else worst
+            cost = self.model.cost_usd(usage) if resp.get("usage") else worst
             self.budget.settle(ticket, cost)
             self.limiter.settle(est_tokens, usage["prompt_tokens"] + usage["completion_tokens"])
             await self._persist(records)
@@ -395,14 +282,9 @@ class ChatRunner:
                 if not fut.done():
                     fut.set_result(None)
 
-    async def _send(self, client: openai.AsyncOpenAI, messages: list[dict[str, Any]], n: int) -> dict[str, Any]:
-        """POST /chat/completions through the SDK's client (auth, headers, error mapping, timeouts), with the
-        body built by us and the JSON returned as a dict: the SDK's per-call TypedDict transform and model
-        construction cost more CPU than the rest of a request (profiled), and this path is the collector's limit."""
-        body: dict[str, Any] = {"model": self.ep.model, "messages": messages, **self._body}
-        if n > 1:
-            body["n"] = n
-        resp = await client.post("/chat/completions", cast_to=dict, body=body)
+    async def _send(self, client: ChatTransport, messages: list[dict[str, Any]], n: int) -> dict[str, Any]:
+        """POST /chat/completions (transport.py: auth, headers, timeout, error kinds); the JSON as a dict."""
+        resp = await client.post(self.model.body(messages, n))
         if not isinstance(resp, dict):
             raise ValueError(f"expected a JSON object, got {type(resp).__name__}")
         if not resp.get("choices"):
@@ -419,36 +301,3 @@ class ChatRunner:
         if self._consecutive_failures >= limit and not self._stop:
             self._halt(f"{self._consecutive_failures} requests in a row failed; stopping the run. Last error: {msg}",
                        fatal=True)
-
-    def _records(self, resp: dict[str, Any], usage: dict[str, int], pending: dict[int, str], latency: float,
-                 attempts: int) -> list[dict[str, Any]]:
-        choices = sorted(resp["choices"], key=lambda c: c.get("index", 0))[: len(pending)]
-        parsed = [parse_message(c.get("message") or {}) for c in choices]
-        lengths = [len(p["completion"]) + len(p["reasoning"] or "") for p in parsed]
-        total_len = sum(lengths) or 1
-        share = [(ln / total_len) if sum(lengths) else 1 / len(parsed) for ln in lengths]
-        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        out = []
-        for (index, key), choice, p, s in zip(pending.items(), choices, parsed, share, strict=False):
-            completion_tokens = round(usage["completion_tokens"] * s)
-            out.append({
-                "id": key,
-                "endpoint": self.ep.name,
-                "model": resp.get("model") or self.ep.model,
-                "requested_model": self.ep.model,
-                "base_url": self.ep.base_url,
-                "sample_index": index,
-                **p,
-                "finish_reason": choice.get("finish_reason"),
-                "prompt_tokens": usage["prompt_tokens"],
-                "completion_tokens": completion_tokens,
-                "reasoning_tokens": round(usage["reasoning_tokens"] * s),
-                # the request's cost split across its samples so that records sum to the bill
-                "cost_usd": self.price.cost(usage["prompt_tokens"] * s, usage["completion_tokens"] * s),
-                "latency_s": round(latency, 4),
-                "created_at": created,
-                "response_id": resp.get("id"),
-                "attempts": attempts,
-                "params": self._params_json,
-            })
-        return out

@@ -5,7 +5,18 @@ check run before any step), `trainer` (SFTTrainer on one CPU or N GPUs), `merge`
 fresh process), `choices` (the GPU-run decisions as pure functions: precision, dtype, device map, warmup, counts).
 """
 
+from typing import Any
+
 from distill.train.config import LoraSettings, TrainConfig
-from distill.train.trainer import dataset_path, run_check, run_train
+
+
+def __getattr__(name: str) -> Any:
+    """The stage's functions load the trainer module on first use, so `distill.train.config` alone stays light."""
+    if name in ("dataset_path", "run_check", "run_train"):
+        from distill.train import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module 'distill.train' has no attribute {name!r}")
+
 
 __all__ = ["LoraSettings", "TrainConfig", "dataset_path", "run_check", "run_train"]

@@ -16,7 +16,8 @@ from typing import Any
 
 from distill.errors import ConfigError, InputError
 from distill.hub import resolve_model
-from distill.rundir import base_summary, file_fingerprint, fingerprint, is_fresh, read_summary, stage_output, write_json
+from distill.rundir import (ADAPTER, MERGED, RunLayout, Stage, base_summary, file_fingerprint, fingerprint,
+                            require_stage, work_dir, write_json)
 from distill.train.choices import (batches_per_epoch, check_attn_implementation, count_params, ddp_find_unused,
                                    model_dtype_name, pick_precision, qlora_device_map, total_steps, warmup_steps)
 from distill.train.config import TrainConfig
@@ -29,10 +30,6 @@ def last_checkpoint(ckpt_dir: Path) -> Path | None:
     done = [p for p in Path(ckpt_dir).glob("checkpoint-*")
             if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()]
     return max(done, key=lambda p: int(p.name.split("-")[-1]), default=None)
-
-
-def work_dir(out_dir: Path) -> Path:
-    return Path(out_dir).with_name(f"{Path(out_dir).name}-work")
 
 
 def _source_fp(path: str | Path) -> str:
@@ -175,7 +172,7 @@ def _clock() -> Any:
 
 def build_trainer(cfg: TrainConfig, train_ds: Any, eval_ds: Any, tokenizer: Any, output_dir: Path,
                   precision: str, **arg_overrides: Any) -> Any:
-    """An `SFTTrainer` over pre-tokenized splits (used by `run_train` and benchmarks/bench_train.py)."""
+    """An `SFTTrainer` over pre-tokenized splits (used by `run_train` and bench/bench_train.py)."""
     from trl import SFTTrainer
 
     args = sft_args(cfg, output_dir, precision, has_eval=eval_ds is not None, **arg_overrides)  # before the model
@@ -229,14 +226,12 @@ def _generation_eos(model_dir: Path) -> list[int]:
     return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
 
-def dataset_path(cfg: TrainConfig, run_root: Path) -> Path:
+def dataset_path(cfg: TrainConfig, layout: RunLayout) -> Path:
     """`train.dataset` when set, else the finished curate stage's dataset (a clear error if curate has not run)."""
     if cfg.dataset is not None:
         return cfg.dataset
-    from distill.rundir import require_stage
-
-    require_stage(Path(run_root) / "curate", "curate")
-    return Path(run_root) / "curate" / "dataset"
+    require_stage(layout.curate, "curate")
+    return layout.dataset
 
 
 def run_check(cfg: TrainConfig, dataset_dir: str | Path, *, show: bool = True) -> TemplateCheck:
@@ -256,11 +251,8 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
     import torch
     from accelerate import PartialState
 
-    from distill.progress import console
-
     # init the process group first (MULTI_CPU under torchrun on a CPU box), so `main` is right from the start
     state = PartialState(cpu=not torch.cuda.is_available())
-    main = state.is_main_process
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     config_json = cfg.model_dump(mode="json")
     with state.main_process_first():  # rank 0 fetches a hub model once; the other ranks then find it cached
@@ -269,59 +261,133 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
     cosmetic = ("progress", "keep_checkpoints", "cpu_threads")
     fp = fingerprint("train", {k: v for k, v in config_json.items() if k not in cosmetic},
                      _source_fp(dataset_dir), student.identity)
-    if not force and not resume and is_fresh(out_dir, fp):
-        summary = read_summary(out_dir) or {}
-        summary["skipped"] = True
-        return summary
+    stage = Stage("train", out_dir, fp, config_json)
+    if not resume and (done := stage.fresh(force, say=False)) is not None:
+        return done | {"skipped": True}
 
     t0 = time.monotonic()
+    precision = _prepare_device(cfg)
+    work = work_dir(out_dir)
+    resume_from = _resume_point(work, fp) if resume else None
+    tok, chk, (train_ds, train_stats), (eval_ds, eval_stats) = _prepare_data(cfg, dataset_dir, state)
+    _reset_work(work, fp, resume=resume, main=state.is_main_process)
+    state.wait_for_everyone()
+    run = _fit(cfg, tok, train_ds, eval_ds, work, precision, resume_from, state.is_main_process)
+    state.wait_for_everyone()
+    fields = {
+        "student": student.name,
+        "student_resolved": student.to_summary(),
+        "dataset": str(dataset_dir),
+        "method": cfg.method,
+        "precision": precision,
+        "weights_dtype": model_dtype_name(cfg.method, precision),
+        "warmup_steps": run.trainer.args.warmup_steps,
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "world_size": state.num_processes,
+        **_run_fields(cfg, run, resume_from, t0, train_stats),
+        "train_examples": train_stats,
+        "eval_examples": eval_stats,
+        "dropped_examples": {
+            "empty_mask": train_stats["dropped_empty_mask"] + (eval_stats or {}).get("dropped_empty_mask", 0),
+            "truncated_to_no_loss": train_stats["dropped_truncated_to_no_loss"]
+            + (eval_stats or {}).get("dropped_truncated_to_no_loss", 0),
+        },
+        "packing": run.packing(cfg, train_stats),
+        "template_check": chk.to_dict(),
+        "chat_template": tok.chat_template,
+        "log_history": run.history,
+        "complete": True,
+    }
+    if not state.is_main_process:
+        return base_summary("train", fp, config_json) | fields | {"not_main_process": True}
+    return write_outputs(cfg, tok, precision, work, stage, fields, t0)
+
+
+def _prepare_device(cfg: TrainConfig) -> str:
+    """Threads, precision, and the checks that must fail before tokenizing, not after; returns the precision."""
+    import torch
+
     if cfg.cpu_threads and not torch.cuda.is_available():
         torch.set_num_threads(cfg.cpu_threads)
     precision = pick_precision(cfg.precision)
-    check_attn_implementation(cfg.attn_implementation)  # fail before tokenizing, not after
+    check_attn_implementation(cfg.attn_implementation)
     if cfg.method == "qlora" and not torch.cuda.is_available():
         raise ConfigError("train.method: qlora needs a CUDA GPU (bitsandbytes 4-bit); on CPU use method: lora")
-    work = work_dir(out_dir)
+    return precision
+
+
+def _resume_point(work: Path, fp: str) -> Path:
+    """The checkpoint `--resume` continues from, refused when the run it belongs to had another fingerprint."""
     ckpt_dir = work / "checkpoints"
-    resume_from = None
-    if resume:
-        resume_from = last_checkpoint(ckpt_dir)
-        if resume_from is None:
-            raise InputError(f"--resume: no checkpoint in {ckpt_dir}; run without --resume to start from scratch")
-        fp_file = work / "fingerprint.json"
-        if not fp_file.is_file() or json.loads(fp_file.read_text()).get("fingerprint") != fp:
-            raise ConfigError(f"--resume: the train config, dataset or student changed since {resume_from} was saved; "
-                              "run without --resume to start from scratch")
+    resume_from = last_checkpoint(ckpt_dir)
+    if resume_from is None:
+        raise InputError(f"--resume: no checkpoint in {ckpt_dir}; run without --resume to start from scratch")
+    fp_file = work / "fingerprint.json"
+    if not fp_file.is_file() or json.loads(fp_file.read_text()).get("fingerprint") != fp:
+        raise ConfigError(f"--resume: the train config, dataset or student changed since {resume_from} was saved; "
+                          "run without --resume to start from scratch")
+    return resume_from
+
+
+def _prepare_data(cfg: TrainConfig, dataset_dir: Path, state: Any) -> tuple[Any, TemplateCheck, Any, Any]:
+    """Tokenizer, the template check (raised on a trap), and both splits encoded (rank 0 first, then cached)."""
+    from distill.progress import console
 
     tok = load_tokenizer(cfg)
     train_raw, eval_raw = load_splits(dataset_dir, eval_fraction=cfg.eval_fraction, seed=cfg.seed,
                                       max_eval=cfg.max_eval_examples)
     chk = check_template(tok, train_raw, cfg, str(dataset_dir))
-    if main:
+    if state.is_main_process:
         print_check(chk)
     raise_on_problems(chk, cfg.student)
 
     with state.main_process_first():
-        train_ds, train_stats = encode_split(tok, train_raw, cfg, "train")
-        eval_ds, eval_stats = encode_split(tok, eval_raw, cfg, "validation") if eval_raw is not None else (None, None)
+        train_enc = encode_split(tok, train_raw, cfg, "train")
+        eval_enc = encode_split(tok, eval_raw, cfg, "validation") if eval_raw is not None else (None, None)
+    train_stats = train_enc[1]
     if train_stats["kept"] == 0:
         raise InputError(f"{dataset_dir}: every training example was dropped (no loss tokens); see the template check")
     if train_stats["dropped_empty_mask"] or train_stats["dropped_truncated_to_no_loss"]:
         console.print(f"[yellow]train: dropped {train_stats['dropped_empty_mask']} examples with an empty assistant "
                       f"mask and {train_stats['dropped_truncated_to_no_loss']} with no loss tokens left after "
                       f"truncation at max_length={cfg.max_length}")
+    return tok, chk, train_enc, eval_enc
 
+
+def _reset_work(work: Path, fp: str, *, resume: bool, main: bool) -> None:
+    """Rank 0: a fresh run drops old checkpoints; the work dir records which run its checkpoints belong to."""
+    ckpt_dir = work / "checkpoints"
     if not resume and main and ckpt_dir.exists():
         shutil.rmtree(ckpt_dir)
     if main:
         work.mkdir(parents=True, exist_ok=True)
         write_json(work / "fingerprint.json", {"fingerprint": fp})
-    state.wait_for_everyone()
+
+
+class _Fit:
+    """What one `trainer.train()` leaves behind for the summary."""
+
+    def __init__(self, trainer: Any, result: Any, final_eval: dict[str, Any], clock: Any, start_step: int,
+                 tokens_before: int, params: tuple[int, int]):
+        self.trainer, self.result, self.final_eval, self.clock = trainer, result, final_eval, clock
+        self.start_step, self.tokens_before, self.params = start_step, tokens_before, params
+        self.history = list(trainer.state.log_history)
+
+    def packing(self, cfg: TrainConfig, train_stats: dict[str, int]) -> dict[str, Any]:
+        rows = len(self.trainer.train_dataset) if cfg.packing else None
+        return {"enabled": cfg.packing, "rows": rows,
+                "fill": round(train_stats["tokens"] / (rows * cfg.max_length), 4) if rows else None}
+
+
+def _fit(cfg: TrainConfig, tok: Any, train_ds: Any, eval_ds: Any, work: Path, precision: str,
+         resume_from: Path | None, main: bool) -> _Fit:
+    """Build the trainer, train (from a checkpoint on resume), evaluate, save the final weights to work/final."""
+    from distill.progress import console
 
     if "tensorboard" in cfg.report_to:
         os.environ["TENSORBOARD_LOGGING_DIR"] = str(work / "tensorboard")
     # on resume the restored log history already holds the first eval: no second one at the start
-    trainer = build_trainer(cfg, train_ds, eval_ds, tok, ckpt_dir, precision,
+    trainer = build_trainer(cfg, train_ds, eval_ds, tok, work / "checkpoints", precision,
                             eval_on_start=eval_ds is not None and resume_from is None)
     clock = _clock()
     trainer.add_callback(clock)
@@ -333,80 +399,58 @@ def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *,
             console.print(f"train: resuming from {resume_from} (step {start_step})")
     result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     final_eval = trainer.evaluate() if eval_ds is not None else {}
-    trainable, total = count_params(trainer.model.parameters())
-    final_dir = work / "final"
-    save_final(trainer, final_dir)
-    st = trainer.state
-    packed_rows = len(trainer.train_dataset) if cfg.packing else None
-    state.wait_for_everyone()
-    history = list(st.log_history)
-    losses = _losses(history)
-    if final_eval.get("eval_loss") is not None:
-        losses["eval_loss_final"] = final_eval["eval_loss"]
-    tokens_run = int(st.num_input_tokens_seen) - tokens_before
-    summary = base_summary("train", fp, config_json) | {
-        "student": student.name,
-        "student_resolved": student.to_summary(),
-        "dataset": str(dataset_dir),
-        "method": cfg.method,
-        "precision": precision,
-        "weights_dtype": model_dtype_name(cfg.method, precision),
-        "warmup_steps": trainer.args.warmup_steps,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
-        "world_size": state.num_processes,
-        "trainable_params": trainable,
-        "total_params": total,
+    params = count_params(trainer.model.parameters())
+    save_final(trainer, work / "final")
+    return _Fit(trainer, result, final_eval, clock, start_step, tokens_before, params)
+
+
+def _run_fields(cfg: TrainConfig, run: _Fit, resume_from: Path | None, t0: float,
+                train_stats: dict[str, int]) -> dict[str, Any]:
+    """The summary's counts of this run: params, steps, tokens, throughput, losses."""
+    st = run.trainer.state
+    losses = _losses(run.history)
+    if run.final_eval.get("eval_loss") is not None:
+        losses["eval_loss_final"] = run.final_eval["eval_loss"]
+    tokens_run = int(st.num_input_tokens_seen) - run.tokens_before
+    return {
+        "trainable_params": run.params[0],
+        "total_params": run.params[1],
         "global_step": st.global_step,
-        "resumed_from_step": start_step if resume_from is not None else None,
-        "steps_this_run": st.global_step - start_step,
+        "resumed_from_step": run.start_step if resume_from is not None else None,
+        "steps_this_run": st.global_step - run.start_step,
         "epochs": st.epoch,
         "tokens_seen": int(st.num_input_tokens_seen),
         "tokens_seen_this_run": tokens_run,
-        "tokens_per_s": round(tokens_run / clock.step_s, 1) if clock.step_s else None,
-        "train_runtime_s": round(result.metrics.get("train_runtime", 0.0), 2),
+        "tokens_per_s": round(tokens_run / run.clock.step_s, 1) if run.clock.step_s else None,
+        "train_runtime_s": round(run.result.metrics.get("train_runtime", 0.0), 2),
         "wall_s": round(time.monotonic() - t0, 2),
         **losses,
-        "train_examples": train_stats,
-        "eval_examples": eval_stats,
-        "dropped_examples": {
-            "empty_mask": train_stats["dropped_empty_mask"] + (eval_stats or {}).get("dropped_empty_mask", 0),
-            "truncated_to_no_loss": train_stats["dropped_truncated_to_no_loss"]
-            + (eval_stats or {}).get("dropped_truncated_to_no_loss", 0),
-        },
-        "packing": {"enabled": cfg.packing, "rows": packed_rows,
-                    "fill": round(train_stats["tokens"] / (packed_rows * cfg.max_length), 4) if packed_rows else None},
-        "template_check": chk.to_dict(),
-        "chat_template": tok.chat_template,
-        "log_history": history,
-        "complete": True,
     }
-    if not main:
-        return summary | {"not_main_process": True}
-    write_outputs(cfg, tok, precision, work, out_dir, summary, t0)
-    return summary
 
 
-def write_outputs(cfg: TrainConfig, tok: Any, precision: str, work: Path, out_dir: Path, summary: dict[str, Any],
-                  t0: float) -> None:
+def write_outputs(cfg: TrainConfig, tok: Any, precision: str, work: Path, stage: Stage, fields: dict[str, Any],
+                  t0: float) -> dict[str, Any]:
     """Rank 0: the stage dir (adapter and/or merged model, tensorboard, summary.json), then the work dir cleanup."""
     from distill.train.merge import finish_merged, merge_in_fresh_process
 
     final_dir = work / "final"
-    with stage_output(out_dir) as tmp:
+    with stage.build() as b:
+        tmp, summary = b.out, b.summary
+        summary.update(fields)
         if cfg.method == "full":
-            shutil.copytree(final_dir, tmp / "merged")
-            summary["eos_token_ids"] = finish_merged(tmp / "merged", tok)
+            shutil.copytree(final_dir, tmp / MERGED)
+            summary["eos_token_ids"] = finish_merged(tmp / MERGED, tok)
         else:
-            shutil.copytree(final_dir, tmp / "adapter")
-            tok.save_pretrained(str(tmp / "adapter"))
+            shutil.copytree(final_dir, tmp / ADAPTER)
+            tok.save_pretrained(str(tmp / ADAPTER))
             if cfg.merge:
-                merge_in_fresh_process(cfg.student, tmp / "adapter", tmp / "merged", precision,
+                merge_in_fresh_process(cfg.student, tmp / ADAPTER, tmp / MERGED, precision,
                                        qlora=cfg.method == "qlora")
-                summary["eos_token_ids"] = _generation_eos(tmp / "merged")
+                summary["eos_token_ids"] = _generation_eos(tmp / MERGED)
         if (work / "tensorboard").is_dir():
             shutil.copytree(work / "tensorboard", tmp / "tensorboard")
         summary["wall_s"] = round(time.monotonic() - t0, 2)
-        write_json(tmp / "summary.json", summary)
     shutil.rmtree(final_dir, ignore_errors=True)
     if not cfg.keep_checkpoints:
         shutil.rmtree(work, ignore_errors=True)
+    return b.summary

@@ -1,11 +1,12 @@
 """Collector throughput against the loopback fake server; prints ratios measured in this one run.
 
 1. latency L=200 ms, concurrency C=256, 5,000 requests: our req/s vs the ideal C/L.
-2. zero latency, same C: our req/s vs a bare `AsyncOpenAI` loop (same aiohttp transport, same C).
+2. zero latency, same C: our req/s vs a bare `AsyncOpenAI` loop (the SDK over aiohttp, same C; ours posts over
+   aiohttp directly, distill/llm/transport.py).
 Ours includes everything a real collect does per request: cache lookup, key hashing, rate-limit/budget
 bookkeeping, parsing, and a committed SQLite write before the response counts.
 
-    python benchmarks/bench_collect.py [--n 5000] [--c 256] [--latency 0.2]
+    python bench/bench_collect.py [--n 5000] [--c 256] [--latency 0.2]
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import openai
 
-from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache
+from distill.llm import ChatRequest, ChatRunner, EndpointConfig, RequestModel, ResponseCache
 
 
 def start_server(latency: float) -> tuple[subprocess.Popen[str], str]:
@@ -53,7 +54,7 @@ async def bare(base_url: str, n: int, c: int, tag: str) -> float:
 def ours(base_url: str, n: int, c: int, tag: str, cache_dir: Path) -> float:
     ep = EndpointConfig(name="bench", base_url=base_url, model="m", concurrency=c, params={"max_tokens": 64})
     cache = ResponseCache(cache_dir / f"{tag}.sqlite")
-    runner = ChatRunner(ep, cache)
+    runner = ChatRunner(RequestModel(ep), cache)
     reqs = [ChatRequest(m) for m in prompts(n, tag)]
     t0 = time.perf_counter()
     stats = asyncio.run(runner.run(reqs, lambda *a: None))

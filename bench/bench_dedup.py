@@ -1,7 +1,7 @@
 """Dedup benchmark: recall/precision against planted duplicates at scale, and speed vs datasketch.MinHashLSH.
 
-    python benchmarks/bench_dedup.py            # 1M records (several minutes on 2 cores)
-    python benchmarks/bench_dedup.py --n 100000 --compare-n 20000
+    python bench/bench_dedup.py            # 1M records (several minutes on 2 cores)
+    python bench/bench_dedup.py --n 100000 --compare-n 20000
 
 Part 1 — N synthetic records (100-200 words, a common-word core plus a 50k-word vocabulary), of which
 `--exact-rate` are exact copies of another record re-cased / re-spaced, and `--near-rate` are near copies (one

@@ -8,7 +8,7 @@
    padding-free) vs off (padded batches). Target >= 0.95 with packing. Also checks that a packed batch gives the
    same loss as the same examples run one by one (no attention across example boundaries).
 
-Usage: python benchmarks/bench_train.py [--steps 40] [--threads N]
+Usage: python bench/bench_train.py [--steps 40] [--threads N]
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def mixed_rows(n: int, seed: int, max_tokens: int) -> list[dict]:
 
 
 def build_student(root: Path, hidden: int, layers: int) -> Path:
-    from distill.tiny import build_model, build_tokenizer
+    from distill.devtools.tiny import build_model, build_tokenizer
 
     d = root / "student"
     tok = build_tokenizer([digits(random.Random(i), 64) for i in range(200)], vocab_size=300)

@@ -1,6 +1,6 @@
 """Grader quality: agreement with the hand-labelled fixture set, ours vs lm-evaluation-harness's regexes.
 
-    python benchmarks/bench_grader.py [--show-disagreements]
+    python bench/bench_grader.py [--show-disagreements]
 
 Prints, per kind, the share of replies where each grader's verdict equals the human label (docs/grading.md). The
 baselines re-state lm-evaluation-harness's answer filters as written in its task configs (we compare against

@@ -5,7 +5,7 @@ Both generate exactly `--max-tokens` tokens per prompt (vLLM: `ignore_eos` + `mi
 one warm-up. vLLM gets all prompts at once (continuous batching, as `distill eval` sends them); transformers
 generates in padded batches of `--batch` (left padding) — and one prompt at a time, the naive loop.
 
-    python benchmarks/bench_serve.py [--n 64] [--max-tokens 64] [--batch 16] [--model DIR]
+    python bench/bench_serve.py [--n 64] [--max-tokens 64] [--batch 16] [--model DIR]
 """
 
 from __future__ import annotations
@@ -64,12 +64,12 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=64, help="prompts")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16, help="transformers batch size")
-    ap.add_argument("--model", default=None, help="model dir (default: a fresh distill.tiny model)")
+    ap.add_argument("--model", default=None, help="model dir (default: a fresh distill.devtools.tiny model)")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from distill.serve import VLLMServer
-    from distill.tiny import tiny_model_dir
+    from distill.devtools.tiny import tiny_model_dir
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(args.model) if args.model else tiny_model_dir(Path(tmp) / "tiny")

@@ -13,20 +13,13 @@ import math
 import statistics
 from typing import Any
 
-from pydantic import Field
-
 from distill.errors import DistillError
-from distill.llm import ChatRequest, ChatRunner, EndpointConfig, ResponseCache
+from distill.llm import ChatRequest, ChatRunner, EndpointConfig, RequestModel, ResponseCache
 from distill.llm.budget import Budget
 from distill.llm.pricing import Price
-from distill.llm.runner import estimate_prompt_tokens
+from distill.llm.request import estimate_prompt_tokens
 from distill.progress import console
-from distill.schema import Section
-
-
-class EstimateConfig(Section):
-    pilot: int = Field(default=20, ge=0, description="real requests per teacher to measure answer length; 0 = none")
-    tokenizer: str | None = Field(default=None, description="local tokenizer dir for non-OpenAI models (e.g. the student's)")
+from distill.collect.config import EstimateConfig
 
 
 _OPENAI_PREFIXES = ("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding", "davinci", "babbage")
@@ -85,7 +78,7 @@ def _pilot_indices(n_uncached: int, k: int) -> list[int]:
 def estimate_teacher(ep: EndpointConfig, ds: Any, cache: ResponseCache, est: EstimateConfig,
                      budget: Budget | None = None) -> dict[str, Any]:
     """One teacher's estimate; the pilot's spend goes to `budget` (the collect stage's ledger and cap)."""
-    runner = ChatRunner(ep, cache, budget=budget)
+    runner = ChatRunner(model := RequestModel(ep), cache, budget=budget)
     if not runner.price.known:
         raise DistillError(
             f"no price for model {ep.model!r} (teacher '{ep.name}'): set `price: {{prompt: X, completion: Y}}` "
@@ -98,14 +91,14 @@ def estimate_teacher(ep: EndpointConfig, ds: Any, cache: ResponseCache, est: Est
     cached_samples = 0
     for start in range(0, len(ds), 1000):
         batch = ds[start : start + 1000]["messages"]
-        keys = [runner.sample_keys(m, list(range(n))) for m in batch]
+        keys = [model.sample_keys(m, list(range(n))) for m in batch]
         hit = cache.has_many([k for ks in keys for k in ks])
         for j, (msgs, ks) in enumerate(zip(batch, keys, strict=True)):
             done = sum(k in hit for k in ks)
             cached_samples += done
             if done < n:
                 uncached_rows.append(start + j)
-                prompt_tokens += counter.count(runner.full_messages(msgs))  # one request carries all its samples
+                prompt_tokens += counter.count(model.full_messages(msgs))  # one request carries all its samples
     to_send = len(uncached_rows) * n  # samples (a prompt with some samples cached re-asks only the rest: upper bound)
 
     pilot_rows = [uncached_rows[i] for i in _pilot_indices(len(uncached_rows), est.pilot)]
