@@ -91,3 +91,34 @@ def test_fsdp_checkpoints_sharded_and_the_final_save_switches_to_full() -> None:
     full_state_dict(plugin)
     assert "FULL_STATE_DICT" in str(plugin.state_dict_type)  # what Trainer.save_model checks before gathering
     assert type(plugin.state_dict_config).__name__ == "FullStateDictConfig" and plugin.state_dict_config.rank0_only
+
+
+def test_zero3_init_flag_loads_weights_already_partitioned(tmp_path) -> None:
+    """With the training arguments built before the model (build_trainer's order), transformers' DeepSpeed link is
+    set when `from_pretrained` runs, so ZeRO-3 loads every weight straight into its shard (`ds_numel`, empty local
+    tensor) instead of a whole copy per rank. Runs on CPU wherever deepspeed is installed (its CPU accelerator)."""
+    pytest.importorskip("deepspeed")
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from pathlib import Path\n"
+        "from distill.devtools.tiny import tiny_model_dir\n"
+        "from distill.train.config import TrainConfig\n"
+        "from distill.train.trainer import _load_model, sft_args\n"
+        f"d = tiny_model_dir(Path({str(tmp_path)!r}) / 'tiny')\n"
+        "cfg = TrainConfig(student=str(d))\n"
+        # kept alive as build_trainer keeps it: transformers holds its DeepSpeed config by weak reference
+        f"args = sft_args(cfg, Path({str(tmp_path)!r}) / 'out', 'fp32', has_eval=False)\n"
+        "p = next(_load_model(cfg, 'fp32').parameters())\n"
+        "print('PARTITIONED', getattr(p, 'ds_numel', None), p.numel())\n"
+    )
+    env = {**os.environ, "ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3",
+           "ACCELERATE_DEEPSPEED_ZERO3_INIT_FLAG": "true", "DS_ACCELERATOR": "cpu", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": "29533", "RANK": "0", "WORLD_SIZE": "1", "LOCAL_RANK": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("PARTITIONED")]
+    assert line, out.stderr[-2000:]
+    _, ds_numel, local = line[0].split()
+    assert ds_numel != "None" and int(ds_numel) > 0 and int(local) == 0
