@@ -15,7 +15,7 @@ class CIScale(Section):
 
     prompts: int = Field(default=1500, gt=0, description="what `scale: ci` sets `collect.prompts.limit` to")
     eval_items: int = Field(default=100, gt=0, description="what `scale: ci` sets `eval.limit` to")
-    train_steps: int = Field(default=600, gt=0, description="what `scale: ci` sets `train.max_steps` to")
+    train_steps: int = Field(default=1200, gt=0, description="what `scale: ci` sets `train.max_steps` to (1200: past the edge where 600 swung 7-63% over seeds)")
     answer_only: bool = Field(default=False, description="what `scale: ci` sets `demo.answer_only` to")
 
 
