@@ -20,7 +20,7 @@ from distill.eval_config import EvalBenchmark, EvalConfig, EvalModel
 from distill.evaluate import LoadedBenchmark, eval_model, load_benchmark
 from distill.llm import ResponseCache
 from distill.llm.endpoint import SamplingParams
-from distill.llm.runner import Budget
+from distill.llm.budget import Budget
 from distill.manifest import prompt_sha256, read_manifest
 from distill.rundir import fingerprint, write_json
 
