@@ -90,12 +90,11 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     tcfg = _need(cfg, "train")
-    data = dataset_path(tcfg, cfg.layout)
     if args.check:
-        chk = run_check(tcfg, data)
+        chk = run_check(tcfg, dataset_path(tcfg, cfg.layout))
         print(f"train --check: {chk.examples} examples rendered, no template problems")
         return 0
-    s = run_train(tcfg, data, cfg.layout.train, force=args.force, resume=args.resume)
+    s = run_train(tcfg, cfg.layout, force=args.force, resume=args.resume)
     if s.get("not_main_process"):
         return 0
     if s.get("skipped"):

@@ -131,7 +131,9 @@ def attn_len(data: Path, student: Path) -> float:
     return sum(x * x for x in lens) / sum(lens)
 
 
-def train(args: argparse.Namespace, student: Path, data: Path, out: Path) -> dict[str, Any]:
+def train(args: argparse.Namespace, student: Path, data: Path, root: Path) -> dict[str, Any]:
+    """LoRA SFT into root/train (the run layout's train dir)."""
+    from distill.rundir import RunLayout
     from distill.train import TrainConfig, run_train
     from distill.train.choices import flash_attn_available
 
@@ -142,7 +144,7 @@ def train(args: argparse.Namespace, student: Path, data: Path, out: Path) -> dic
                       logging_steps=max(1, min(10, args.steps // 4)),
                       gradient_checkpointing=False, attn_implementation=attn, merge=False, progress=False,
                       lora={"r": 16, "alpha": 32, "dropout": 0.0})
-    summary = run_train(cfg, data, out, force=True)
+    summary = run_train(cfg, RunLayout(root), force=True)
     _free_gpu_memory()
     return summary
 
@@ -208,11 +210,14 @@ def qlora_check(args: argparse.Namespace, student: Path, data: Path, root: Path)
     from distill.train import TrainConfig, run_train
     from distill.train.merge import qlora_quant_config
 
-    out = root / "qlora"
+    from distill.rundir import RunLayout
+
+    layout = RunLayout(root / "qlora")
+    out = layout.train
     cfg = TrainConfig(student=str(student), dataset=data, method="qlora", max_steps=20, batch_size=2,
                       max_length=args.max_length, packing=True, learning_rate=1e-3, eval_fraction=0.0,
                       save_steps=1000, logging_steps=5, gradient_checkpointing=False, progress=False)
-    s = run_train(cfg, data, out, force=True)
+    s = run_train(cfg, layout, force=True)
     ids = torch.tensor([[5, 17, 33, 60, 91, 120, 7, 44]], device="cuda")
 
     def logits(model: Any) -> Any:
@@ -284,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     texts = [m["content"] for c in conversations(300, seed=1) for m in c["messages"]]
     built = phases.run("build", lambda: build_student(student, TINY if args.tiny else QWEN2_05B, texts))
     data, eval_file = phases.run("data", lambda: write_data(root, args.conversations, args.items))
-    s = phases.run("train", lambda: train(args, student, data, root / "train"))
+    s = phases.run("train", lambda: train(args, student, data, root))
     from distill.train.merge import merge_in_fresh_process
 
     merged = phases.run("merge", lambda: merge_in_fresh_process(str(student), root / "train" / "adapter",

@@ -34,8 +34,8 @@ class DemoConfig(Section):
     base_eval_model: str = Field(default="untrained", description="the `eval.models` entry that plays the untrained "
                                                                   "student")
     answer_only: bool = Field(default=True, description="also train and evaluate the student on the teacher's final "
-                                                        "answers only (data: `<run_dir>/answer-only/`, model: "
-                                                        "`<run_dir>/train-answer-only/merged`)")
+                                                        "answers only (data: `<run_dir>/answer-only/curate/`, "
+                                                        "model: `<run_dir>/answer-only/train/merged`)")
     scale: Literal["full", "ci"] = Field(default="full", description="`ci`: the reduced run below, in "
                                                                      "`<run_dir>-ci`; the env var "
                                                                      "`DISTILL_DEMO_SCALE` overrides")

