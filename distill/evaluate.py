@@ -352,14 +352,10 @@ def run_eval(ecfg: EvalConfig, layout: RunLayout, *, pipeline: str | None = None
     """
     if limit is not None:
         ecfg = ecfg.model_copy(update={"limit": limit})
+    from distill.eval_estimate import choose_models
+
     run_root = layout.root
-    chosen = ecfg.models
-    if models:
-        unknown = sorted(set(models) - {m.name for m in ecfg.models})
-        if unknown:
-            raise ConfigError(f"eval.models: no model named {', '.join(unknown)} (have: "
-                              f"{', '.join(m.name for m in ecfg.models)})")
-        chosen = [m for m in ecfg.models if m.name in models]
+    chosen = choose_models(ecfg, models)
     t_start = time.monotonic()
     loaded = load_benchmarks(ecfg, run_root)
     bench_cfg = [b.model_dump(mode="json") for b in ecfg.benchmarks]
