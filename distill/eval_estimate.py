@@ -232,19 +232,21 @@ def _totals(models: list[dict[str, Any]]) -> dict[str, Any]:
     rows = [b for m in models for b in m["benchmarks"].values()]
 
     def add(key: str, sub: str) -> float | None:
-        vals = [r[key][sub] for r in rows]
-        return None if any(v is None for v in vals) else round(sum(vals), 6)
+        """The sum over what is known (a served model's $ before its throughput was ever measured is not)."""
+        vals = [r[key][sub] for r in rows if r[key][sub] is not None]
+        return round(sum(vals), 6) if vals else None
 
     out = {"requests": sum(r["requests"] for r in rows), "samples": sum(r["samples"] for r in rows),
            "pilot_cost_usd": round(sum(r["pilot_cost_usd"] for r in rows), 6),
            "prompt_tokens": {k: add("prompt_tokens", k) for k in ("low", "expected", "high")},
            "completion_tokens": {k: add("completion_tokens", k) for k in ("low", "expected", "high")},
            "cost_usd": {k: add("cost_usd", k) for k in ("low", "expected", "high")},
-           "cost_usd_worst_case": None if any(r["cost_usd_worst_case"] is None for r in rows) else
-           round(sum(r["cost_usd_worst_case"] for r in rows), 6)}
+           "cost_usd_worst_case": round(sum(r["cost_usd_worst_case"] or 0.0 for r in rows), 6)}
     # API models run one after another; each model's benchmarks run one after another
-    walls = [r["wall_s"] for r in rows]
-    out["wall_s"] = None if any(w is None for w in walls) else round(sum(walls), 1)
+    walls = [r["wall_s"] for r in rows if r["wall_s"] is not None]
+    out["wall_s"] = round(sum(walls), 1) if walls else None
+    out["cost_unknown"] = sorted({m["model"] for m in models for r in m["benchmarks"].values()
+                                  if r["cost_usd"]["expected"] is None})  # not in the $ totals
     out["paid_cost_usd"] = {k: round(sum((r["cost_usd"][k] or 0.0) for m in models if not m["served"]
                                          for r in m["benchmarks"].values()), 6) for k in ("low", "expected", "high")}
     return out
@@ -322,6 +324,8 @@ def print_eval_estimate(result: dict[str, Any]) -> None:
     cap = "no budget_usd (no cap)" if b.get("cap_usd") is None else (
         f"budget_usd ${b['cap_usd']:.2f}: spent ${b['spent_usd']:.4f} so far (pilot included), "
         f"{b.get('verdict')}")
+    if tot["cost_unknown"]:
+        console.print(f"  not in the $ totals (no cost known yet): {', '.join(tot['cost_unknown'])}")
     worst = tot["cost_usd_worst_case"]
     console.print(f"  paid $ (API models): {_range(tot['paid_cost_usd'], True)}; worst case (every answer at "
                   f"max_tokens): {'—' if worst is None else f'${worst:.4f}'}; {cap}")
