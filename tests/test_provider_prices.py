@@ -84,3 +84,23 @@ def test_eval_bills_at_the_listed_price_and_records_it(tmp_path: Path, fake_serv
     assert man["models"]["llama"]["price"]["fetched_at"] == prices["llama"]["fetched_at"]
     for f in (run / "prices.json", run / "eval" / "manifest.json", run / "eval" / "llama" / "summary.json"):
         assert "sk-or-secret" not in f.read_text()
+
+
+def test_collect_teacher_on_openrouter_is_billed_at_the_listed_price(tmp_path: Path, fake_server: Any) -> None:
+    from distill.collect import run_collect, run_estimate
+
+    srv = fake_server()
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"q": f"What is {i} + {i}?"}) + "\n" for i in range(4)))
+    cfg = parse_config({"name": "c", "run_dir": str(tmp_path / "run"), "collect": {
+        "progress": False, "output_format": "jsonl", "prompts": {"path": str(prompts), "field": "q"},
+        "estimate": {"pilot": 1},
+        "teachers": [{"name": "qwen", "base_url": f"http://127.0.0.1:{srv.port}/api/v1",
+                      "model": "qwen/qwen-2-72b-instruct", "price_source": "openrouter",
+                      "params": {"max_tokens": 64}}]}})
+    est = run_estimate(cfg.collect, cfg.layout)
+    assert est[0]["cost_usd_online"]["expected"] > 0  # priced: the table knows no qwen-2 (only qwen-2.5)
+    s = run_collect(cfg.collect, cfg.layout)
+    rec = json.loads((tmp_path / "run" / "prices.json").read_text())["collect"]["qwen"]
+    assert rec["source"] == "openrouter" and rec["usd_per_1m_prompt"] == 0.9
+    assert s["cost_usd"] == pytest.approx((0.9 * s["prompt_tokens"] + 0.9 * s["completion_tokens"]) / 1e6, abs=1e-6)

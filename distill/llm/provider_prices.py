@@ -126,6 +126,7 @@ def record_prices(path: Path, stage: str, records: dict[str, dict[str, Any]]) ->
     from distill.rundir import write_json
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         current = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except json.JSONDecodeError:
@@ -135,3 +136,13 @@ def record_prices(path: Path, stage: str, records: dict[str, dict[str, Any]]) ->
     for name, rec in records.items():
         section[name] = {**rec, "recorded_at": now}
     write_json(path, current)
+
+
+def price_endpoints(eps: list[E], field: str) -> tuple[list[E], dict[str, dict[str, Any]]]:
+    """`resolve_price` for each endpoint of a stage: the priced endpoints and the records by name."""
+    out, records = [], {}
+    for ep in eps:
+        priced, rec = resolve_price(ep, field=field)
+        out.append(priced)
+        records[ep.name] = rec
+    return out, records
