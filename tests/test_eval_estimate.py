@@ -113,3 +113,15 @@ def test_total_interval_is_a_prediction_interval_for_the_sum() -> None:
     assert iv["high"] - iv["expected"] == pytest.approx(4.303 * 20 * (30 + 300) ** 0.5)
     assert total_interval([500.0, 510.0], 10, 512)["high"] == 5120  # never past max_tokens x answers
     assert total_interval([5.0], 4, None)["low"] == 0.0  # one value: its own size as the spread
+
+
+def test_dry_run_under_a_cap_too_small_for_the_pilot(tmp_path: Path, fake_server: Any) -> None:
+    """The pilot is paid, so it is held to budget_usd like the run: what does not fit is not sent, and said."""
+    from distill.eval_estimate import run_eval_estimate
+
+    srv = fake_server()
+    cfg = _cfg(tmp_path, f"http://127.0.0.1:{srv.port}/api/v1", budget_usd=0.002)
+    est = run_eval_estimate(cfg.eval, cfg.layout)
+    gsm = est["models"][0]["benchmarks"]["gsm8k"]  # gpt-4o, 8-shot: one request's worst case is ~$0.01
+    assert gsm["pilot_errors"]["not sent"] == 2 and gsm["completion_tokens_source"].startswith("max_tokens")
+    assert est["budget"]["spent_usd"] <= 0.002 and est["budget"]["verdict"] != "fits"
