@@ -1,4 +1,5 @@
-"""report: the one table — Model | each benchmark | $ per 1M tokens — plus the share of the teacher's lead recovered.
+"""report: the one table — Model | each benchmark | $ per 1M tokens — plus the share of the teacher's lead
+recovered.
 
 Scores carry their 95% interval; a model's published scores (`report.published`) stand beside the measured ones
 with the difference, so a claim can be checked on one protocol (a footnote states it); the price column says

@@ -18,7 +18,8 @@ from distill.llm.budget import read_ledger
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1200)]
 ROOT = Path(__file__).resolve().parent.parent
 F = Path(__file__).parent / "fixtures" / "benchmarks"
-SOURCES = {"mmlu": F / "mmlu_hendrycks" / "test", "humaneval": F / "humaneval_sample.jsonl", "gsm8k": F / "gsm8k_test.jsonl"}
+SOURCES = {"mmlu": F / "mmlu_hendrycks" / "test", "humaneval": F / "humaneval_sample.jsonl",
+           "gsm8k": F / "gsm8k_test.jsonl"}
 API = ("gpt-4o", "llama-3-70b", "mixtral-8x22b", "qwen2-72b")
 
 
