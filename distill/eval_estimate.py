@@ -131,7 +131,8 @@ def estimate_benchmark(m: EvalModel, lb: Any, runner: ChatRunner, counter: Token
     pilot = _pilot(runner, lb, rows, counted) if rows else {"completion": [], "ratios": [], "prompt": 0,
                                                             "cost": 0.0, "latencies": [], "errors": {}}
     pilot_obs = {"completion": pilot["completion"] + seen["completion"], "ratios": pilot["ratios"] + seen["ratios"]}
-    rest = [i for i in uncached if i not in set(rows)]
+    piloted = set(rows)
+    rest = [i for i in uncached if i not in piloted]
     p_rem, b_rem, s_rem = sum(counted[i] for i in rest), sum(bound[i] for i in rest), len(rest) * n
     out: dict[str, Any] = {"items": len(lb.items), "samples_per_item": n, "requests": len(uncached),
                            "samples": len(uncached) * n, "samples_cached": cached, "max_tokens": max_out,
