@@ -54,7 +54,7 @@ curate:             ## filter, verify, dedup and decontaminate the collect recor
 bench-dedup:        ## near-dup recall/precision on 1M planted records, wall/RSS; docs/s vs datasketch (ARGS="--n 100000")
 	$(PY) bench/bench_dedup.py $(ARGS)
 
-.PHONY: serve-student eval report bench-serve push-student check-notebook-env
+.PHONY: serve-student eval report compare compare-estimate bench-serve push-student check-notebook-env
 
 serve-student:      ## serve the trained student with vLLM (OpenAI API) until Ctrl-C
 	$(DISTILL) serve -c $(CONFIG) $(ARGS)
@@ -64,6 +64,15 @@ eval:               ## score teacher, student and base on the benchmarks (ARGS="
 
 report:             ## the teacher-vs-student table (Markdown, JSON) and chart from the eval results
 	$(DISTILL) report -c $(CONFIG) $(ARGS)
+
+COMPARE ?= pipelines/compare.yaml
+
+compare:            ## GPT-4o vs Llama-3 70B, Mixtral 8x22B, Qwen2 72B (OpenRouter) and the student (vLLM): eval + report
+	$(DISTILL) eval -c $(COMPARE) $(ARGS) || [ $$? -eq 1 ]   # 1: some requests failed; the report marks those rows
+	$(DISTILL) report -c $(COMPARE)
+
+compare-estimate:   ## the comparison's dry run: per model x benchmark items, tokens, $ low/expected/high, time
+	$(DISTILL) eval -c $(COMPARE) --dry-run $(ARGS)
 
 check-notebook-env: ## the gap-explorer notebook in a fresh venv with only the eval extra (needs the package index)
 	PY=$(PY) bash scripts/check_notebook_env.sh

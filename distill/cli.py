@@ -126,6 +126,9 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="first N items of every benchmark (quick runs)")
     p.add_argument("--model", action="append", default=None,
                    help="only this eval model (repeatable); with --base-url: the model id to send")
+    p.add_argument("--dry-run", action="store_true",
+                   help="per model x benchmark: items, requests, prompt/completion tokens and $ low/expected/high "
+                        "from a small pilot (eval.estimate); send nothing else")
     r = p.add_argument_group("replay (re-ask a manifest's exact prompts of any endpoint)")
     r.add_argument("--replay", metavar="MANIFEST", default=None, help="an eval manifest.json to re-ask")
     r.add_argument("--base-url", default=None, help="the endpoint to ask instead of the config's eval models")
@@ -168,6 +171,12 @@ def _eval(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if args.limit is not None and args.limit < 1:
         raise DistillError("--limit: expected a positive number of items")
+    if args.dry_run:
+        from distill.eval_estimate import run_eval_estimate
+
+        run_eval_estimate(_need(cfg, "eval"), cfg.layout, models=args.model, limit=args.limit)
+        print(f"estimate written to {cfg.layout.eval_estimate}")
+        return 0
     top = run_eval(_need(cfg, "eval"), cfg.layout, pipeline=cfg.name, force=args.force, models=args.model,
                    limit=args.limit)
     for name, m in top["models"].items():

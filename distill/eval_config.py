@@ -66,6 +66,20 @@ class EvalModel(EndpointConfig):
         return self
 
 
+class EvalEstimateConfig(Section):
+    """`eval --dry-run`: the pilot that measures answer length, and the tokenizers that count prompts exactly."""
+
+    pilot: int = Field(default=5, ge=0, description="real requests per API model x benchmark, spread over its "
+                                                    "items, to measure answer length (and the provider's token "
+                                                    "count) before the run; their answers are the run's cache hits; "
+                                                    "`0` = none (completion = 0 .. max_tokens)")
+    tokenizers: dict[str, str] = Field(default_factory=dict, description="eval model name -> local tokenizer dir "
+                                                                         "that counts its prompts exactly (default: "
+                                                                         "tiktoken for OpenAI models, a served "
+                                                                         "model's own files, else chars/4 "
+                                                                         "corrected by the pilot)")
+
+
 class EvalConfig(Section):
     models: list[EvalModel] = Field(min_length=1, description="endpoint keys (see the endpoint table; `model` "
                                                               "required unless `serve` is set) plus the three below")
@@ -76,6 +90,7 @@ class EvalConfig(Section):
     budget_usd: float | None = Field(default=None, gt=0, description="hard $ cap on all eval spend in this run dir "
                                                                      "(all API models, all runs; the ledger "
                                                                      "`runs/<name>/spend.jsonl`)")
+    estimate: EvalEstimateConfig = Field(default_factory=EvalEstimateConfig)
     scoring_workers: int = Field(default=0, ge=0, description="threads scoring outputs (HumanEval sandbox runs) "
                                                               "(default: CPU count)")
     progress: bool = Field(default=True, description="live progress bars")

@@ -229,7 +229,7 @@ def _cost(m: EvalModel, runners: list[tuple[LoadedBenchmark, ChatRunner]], new_t
                            "with a fresh cache)"
         return cost
     price = runners[0][1].price if runners else None
-    if price is not None and price.known:
+    if price is not None and price.known:  # config, the provider's list or the built-in table: cost.price says
         cost.update(basis="price table", usd_per_1m_output_tokens=price.completion,
                     usd_per_1m_prompt_tokens=price.prompt)
     else:
@@ -238,29 +238,49 @@ def _cost(m: EvalModel, runners: list[tuple[LoadedBenchmark, ChatRunner]], new_t
     return cost
 
 
+def priced_model(m: EvalModel) -> tuple[EvalModel, dict[str, Any]]:
+    """The model with the price it is billed at (config, else the provider's list, else the table) and where that
+    price came from; a model eval serves itself is priced by GPU time instead."""
+    if m.serve is not None:
+        return m, {"source": "gpu", "gpu_usd_per_hour": m.gpu_usd_per_hour}
+    from distill.llm.provider_prices import resolve_price
+
+    return resolve_price(m, field="eval.models")
+
+
+def make_runners(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, cache: ResponseCache,
+                 budget: Budget | None, *, base_url: str | None = None, model_id: str | None = None,
+                 identity: str | None = None) -> list[tuple[LoadedBenchmark, ChatRunner]]:
+    """One runner per benchmark for one (priced) model: what eval sends, and what its dry run pilots through,
+    so that the pilot's answers are the run's cache hits."""
+    out = []
+    for lb in loaded:
+        ep = _endpoint_for(m, lb, ecfg, base_url, model_id)
+        # a model served here: keyed by its files, not its random port, and not paid per token
+        r = ChatRunner(RequestModel(ep, identity=identity), cache, budget=None if identity else budget)
+        out.append((lb, r))
+    return out
+
+
 def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, run_root: Path, cache: ResponseCache,
                budget: Budget, stage_dir: Path, fp: str, previous: dict[str, Any] | None) -> dict[str, Any]:
     """Ask one model every loaded benchmark (serving it first if it is local), score, write stage_dir."""
     t_start = time.monotonic()
     server: VLLMServer | None = None
     identity = None
+    config_json = _model_config_json(m)  # as configured (the price looked up below is not part of it)
+    m, price_record = priced_model(m)
     if m.serve is not None:
         identity, _ = _served_identity(m, run_root)
         server = build_server(m.serve, run_root, served_name=m.name, port=0, host="127.0.0.1",
                               log_path=RunLayout(run_root).eval / f".{m.name}.vllm.log")
 
-    def make_runners(base_url: str | None, model_id: str | None) -> list[tuple[LoadedBenchmark, ChatRunner]]:
-        out = []
-        for lb in loaded:
-            ep = _endpoint_for(m, lb, ecfg, base_url, model_id)
-            # a model served here: keyed by its files, not its random port, and not paid per token
-            r = ChatRunner(RequestModel(ep, identity=identity), cache, budget=None if identity else budget)
-            out.append((lb, r))
-        return out
+    def runners_at(base_url: str | None, model_id: str | None) -> list[tuple[LoadedBenchmark, ChatRunner]]:
+        return make_runners(m, loaded, ecfg, cache, budget, base_url=base_url, model_id=model_id, identity=identity)
 
     served_info: dict[str, Any] | None = None
     if server is not None:
-        runners = make_runners(server.base_url, server.request_model)
+        runners = runners_at(server.base_url, server.request_model)
         keys = [k for lb, r in runners for msgs in lb.messages for k in r.model.sample_keys(msgs, list(range(r.ep.params.n)))]
         missing = len(keys) - len(cache.has_many(keys))
         served_info = {"model": server.model, "adapter": m.serve.adapter if m.serve else None,
@@ -272,14 +292,14 @@ def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, ru
             server.start_and_wait()
             served_info["startup_s"] = round(time.monotonic() - t0, 1)
     else:
-        runners = make_runners(None, None)
+        runners = runners_at(None, None)
     try:
         results, errors, gen_seconds = _run_requests(runners, ecfg.progress, m.name)
     finally:
         if server is not None:
             server.stop()
     benches: dict[str, Any] = {}
-    with Stage("eval", stage_dir, fp, _model_config_json(m)).build() as b:
+    with Stage("eval", stage_dir, fp, config_json).build() as b:
         for lb, runner in runners:
             rows = _score_all(lb, results, errors, ecfg.scoring_workers)
             write_jsonl(b.out / f"{lb.cfg.name}.jsonl", rows)
@@ -294,7 +314,7 @@ def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, ru
         b.summary.update(
             model=m.name, role=m.role, endpoint_model=runners[0][1].ep.model if runners else m.model,
             served=served_info, benchmarks=benches, grader_version=GRADER_VERSION,
-            cost=_cost(m, runners, new_tokens, gen_seconds, previous),
+            cost={**_cost(m, runners, new_tokens, gen_seconds, previous), "price": price_record},
             eval_cost_usd=round(sum(r.stats.cost_usd for _, r in runners), 6),
             from_cache=sum(r.stats.from_cache for _, r in runners),
             completed=sum(r.stats.completed for _, r in runners),
@@ -332,20 +352,17 @@ def run_eval(ecfg: EvalConfig, layout: RunLayout, *, pipeline: str | None = None
     """
     if limit is not None:
         ecfg = ecfg.model_copy(update={"limit": limit})
+    from distill.eval_estimate import choose_models
+
     run_root = layout.root
-    chosen = ecfg.models
-    if models:
-        unknown = sorted(set(models) - {m.name for m in ecfg.models})
-        if unknown:
-            raise ConfigError(f"eval.models: no model named {', '.join(unknown)} (have: "
-                              f"{', '.join(m.name for m in ecfg.models)})")
-        chosen = [m for m in ecfg.models if m.name in models]
+    chosen = choose_models(ecfg, models)
     t_start = time.monotonic()
     loaded = load_benchmarks(ecfg, run_root)
     bench_cfg = [b.model_dump(mode="json") for b in ecfg.benchmarks]
     eval_dir = layout.eval
     budget = Budget.open(run_root, "eval", ecfg.budget_usd)  # the run dir's ledger: the cap counts every run
     index: dict[str, Any] = {}
+    prices: dict[str, Any] = {}
     cache = ResponseCache(layout.cache)
     try:
         for m in chosen:
@@ -355,6 +372,8 @@ def run_eval(ecfg: EvalConfig, layout: RunLayout, *, pipeline: str | None = None
             summary = stage.fresh(force)
             if summary is None:
                 summary = eval_model(m, loaded, ecfg, run_root, cache, budget, stage.dir, fp, previous)
+            if (summary.get("cost") or {}).get("price") is not None:
+                prices[m.name] = summary["cost"]["price"]
             index[m.name] = {"role": summary["role"], "dir": str(stage.dir), "complete": summary.get("complete"),
                              "scores": {b: v["score"] for b, v in summary["benchmarks"].items()},
                              "usd_per_1m_output_tokens": (summary.get("cost") or {}).get("usd_per_1m_output_tokens")}
@@ -366,6 +385,10 @@ def run_eval(ecfg: EvalConfig, layout: RunLayout, *, pipeline: str | None = None
     top.update(models=all_index, complete=all(v.get("complete") for v in all_index.values()), spend=budget.summary(),
                wall_time_s=round(time.monotonic() - t_start, 3))
     eval_dir.mkdir(parents=True, exist_ok=True)
+    if prices:
+        from distill.llm.provider_prices import record_prices
+
+        record_prices(layout.prices, "eval", prices)
     write_json(eval_dir / "summary.json", top)
     write_manifest(eval_dir, loaded, pipeline or run_root.name)
     return top

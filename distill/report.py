@@ -1,4 +1,10 @@
-"""report: the one table — Model | each benchmark | $/1M tokens — plus the share of the teacher's lead recovered.
+"""report: the one table — Model | each benchmark | $ per 1M tokens — plus the share of the teacher's lead
+recovered.
+
+Scores carry their 95% interval; a model's published scores (`report.published`) stand beside the measured ones
+with the difference, so a claim can be checked on one protocol (a footnote states it); the price column says
+prompt / completion $ per 1M tokens for an API (from its source: config, OpenRouter's list, the table) and GPU
+$/hour over measured throughput for a served model.
 
 "gap recovered" = (student - base) / (teacher - base) per benchmark, with the roles taken from the eval config
 (`role: teacher | student | base`); without a base, student / teacher. Teacher and student answered the same
@@ -173,6 +179,9 @@ def build_table(models: dict[str, dict[str, Any]], rcfg: ReportConfig, eval_dir:
         if unknown:
             raise InputError(f"report.models: {', '.join(unknown)} not evaluated (have: {', '.join(models)})")
         models = {m: models[m] for m in rcfg.models}
+    unknown = [m for m in rcfg.published if m not in models]
+    if unknown:
+        raise InputError(f"report.published: {', '.join(unknown)} not evaluated (have: {', '.join(models)})")
     benches: list[str] = []
     for s in models.values():
         benches += [b for b in s.get("benchmarks", {}) if b not in benches]
@@ -195,8 +204,9 @@ def build_table(models: dict[str, dict[str, Any]], rcfg: ReportConfig, eval_dir:
                                                 "items": v.get("items"), "failed": v.get("failed", 0)}
         rows.append({"model": name, "role": s.get("role", "other"), "scores": scores,
                      "usd_per_1m_tokens": cost.get("usd_per_1m_output_tokens"), "cost_basis": cost.get("basis"),
+                     "usd_per_1m_prompt_tokens": cost.get("usd_per_1m_prompt_tokens"), "price": cost.get("price"),
                      "output_tokens_per_hour": cost.get("output_tokens_per_hour"),
-                     "complete": s.get("complete", True)})
+                     "complete": s.get("complete", True), "published": _published(rcfg, name, scores)})
     roles = {r: _by_role(models, r) for r in ("teacher", "student", "base")}
 
     def score(model: str | None, b: str) -> float | None:
@@ -219,6 +229,64 @@ def build_table(models: dict[str, dict[str, Any]], rcfg: ReportConfig, eval_dir:
                 if c["kind"] == "gsm8k"} if eval_dir is not None else {})
     return {"columns": columns, "rows": rows, "roles": roles, "gap_recovered": gaps, "student_over_teacher": ratio,
             "primary": primary, "paired": paired, "harness": harness}
+
+
+Z95 = 1.96
+
+
+def score_interval(v: dict[str, Any] | None) -> tuple[float, float] | None:
+    """The 95% interval of a score (normal approximation, ± 1.96 standard errors over items), within [0, 1]."""
+    if not v or v.get("score") is None or not v.get("stderr"):
+        return None
+    return max(v["score"] - Z95 * v["stderr"], 0.0), min(v["score"] + Z95 * v["stderr"], 1.0)
+
+
+def _published(rcfg: ReportConfig, model: str, scores: dict[str, Any]) -> dict[str, Any]:
+    """A model's published scores per column: the number (as a share), measured - published, and whether the
+    published number lies inside the measured 95% interval."""
+    pub = rcfg.published.get(model)
+    if pub is None:
+        return {}
+    unknown = [b for b in pub.scores if b not in scores]
+    if unknown:
+        raise InputError(f"report.published.{model}.scores: {', '.join(unknown)} is not a column of the report "
+                         f"(columns: {', '.join(scores)})")
+    out: dict[str, Any] = {}
+    for b, pct in pub.scores.items():
+        v = scores[b]
+        measured = v.get("score") if v else None
+        iv = score_interval(v)
+        out[b] = {"score": pct / 100, "diff": None if measured is None else measured - pct / 100,
+                  "inside_interval": None if iv is None else iv[0] <= pct / 100 <= iv[1],
+                  "source": pub.source, "note": pub.note}
+    return out
+
+
+def _score_cell(v: dict[str, Any] | None, pub: dict[str, Any] | None) -> str:
+    """'85.3 [83.0, 87.6]', then 'pub. 88.7, Δ -3.4' (Δ in bold when the published score lies outside)."""
+    if not v or v.get("score") is None:
+        text = "—"
+    else:
+        iv = score_interval(v)
+        text = f"{100 * v['score']:.1f}" + (f" [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]" if iv else "")
+    if pub:
+        d = "—" if pub["diff"] is None else f"{100 * pub['diff']:+.1f}"
+        if pub["inside_interval"] is False:
+            d = f"**{d}**"
+        text += f" · pub. {100 * pub['score']:.1f}, Δ {d}"
+    return text
+
+
+def _price_cell(r: dict[str, Any]) -> str:
+    """'$2.50 in / $10.00 out' for an API (per 1M prompt / completion tokens); '$0.12 out (GPU)' for a served
+    model (GPU $/hour over measured output tokens/hour)."""
+    out = r["usd_per_1m_tokens"]
+    if out is None:
+        return "—"
+    if r["cost_basis"] == "gpu":
+        return f"{_usd(out)} out (GPU)"
+    inp = r.get("usd_per_1m_prompt_tokens")
+    return f"{_usd(inp)} in / {_usd(out)} out" if inp is not None else _usd(out)
 
 
 def _interval(d: dict[str, Any] | None, scale: float, signed: bool, unit: str) -> str:
@@ -291,39 +359,80 @@ def _harness_lines(table: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _price_lines(table: dict[str, Any]) -> list[str]:
+    """Where each row's $ per 1M tokens comes from."""
+    lines = []
+    for r in table["rows"]:
+        p = r.get("price") or {}
+        if r["cost_basis"] == "gpu" and r["output_tokens_per_hour"]:
+            lines.append(f"{r['model']}: GPU $/hour ÷ {r['output_tokens_per_hour']:,.0f} output tokens/hour measured "
+                         "during eval.")
+        elif r["cost_basis"] == "price table":
+            src = {"openrouter": f"OpenRouter's model list ({p.get('url')}, read {p.get('fetched_at')})",
+                   "config": "the config's `price:`", "table": "the built-in price table"}.get(
+                p.get("source"), "the price table")
+            lines.append(f"{r['model']}: $ per 1M prompt / completion tokens from {src}.")
+        if not r["complete"]:
+            lines.append(f"{r['model']}: **incomplete** — some requests failed; failed items count as wrong.")
+    return lines
+
+
+def _published_lines(table: dict[str, Any]) -> list[str]:
+    rows = [r for r in table["rows"] if r.get("published")]
+    if not rows:
+        return []
+    lines = ["pub.: the score the model's makers published (`report.published`); Δ = measured − published, in "
+             "**bold** when the published score lies outside the measured 95% interval. A published number may "
+             "come from another protocol (prompt format, shots, chain of thought, sampling); ours is the same for "
+             "every row (below)."]
+    for r in rows:
+        first = next(iter(r["published"].values()))
+        lines.append(f"{r['model']}: " + "; ".join(x for x in (first.get("source"), first.get("note")) if x) + ".")
+    return lines
+
+
+def _protocol_footnote(table: dict[str, Any]) -> str:
+    """One line: how every column was measured, the same for every row (an exception names its model)."""
+    parts = []
+    for c in table["columns"]:
+        p = c["protocol"]
+        parts.append(f"{c['label']}: {p['shots']} shots, {p['format']}, max {p['max_tokens']} tokens, temperature "
+                     f"{p['temperature']}, {p['samples']} sample(s)")
+    same = all("(" not in c["protocol"][k] for c in table["columns"] for k in ("shots", "max_tokens", "temperature",
+                                                                               "samples", "grader"))
+    return ("Protocol" + (", the same for every row: " if same else " (a model in parentheses ran differently): ")
+            + "; ".join(parts) + ". Generative scoring (details below).")
+
+
 def render_markdown(table: dict[str, Any], title: str) -> str:
     cols = table["columns"]
-    head = ["Model", *[c["label"] for c in cols], "$/1M tokens"]
+    head = ["Model", *[c["label"] for c in cols], "$ per 1M tokens"]
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table["rows"]:
         label = r["model"] + (f" ({r['role']})" if r["role"] != "other" else "")
-        cells = [_pct(*(lambda v: (v["score"], v["stderr"]) if v else (None, None))(r["scores"][c["benchmark"]]))
-                 for c in cols]
-        lines.append("| " + " | ".join([label, *cells, _usd(r["usd_per_1m_tokens"])]) + " |")
+        pub = r.get("published") or {}
+        cells = [_score_cell(r["scores"][c["benchmark"]], pub.get(c["benchmark"])) for c in cols]
+        lines.append("| " + " | ".join([label, *cells, _price_cell(r)]) + " |")
     lines += _paired_rows(table)
     roles = table["roles"]
-    lines += ["", "Scores in % ± one standard error over items."]
+    notes = ["Scores in % with their 95% interval (± 1.96 standard errors over items).", _protocol_footnote(table),
+             *_published_lines(table)]
     if roles["student"] and roles["teacher"]:
         some = next(iter((table.get("paired") or {}).values()), None)
         if some:
             g = some["gap"]
-            lines.append(f"[low, high]: {100 * g['level']:.0f}% paired bootstrap interval over the items both "
-                         f"models answered ({g['resamples']:,} resamples, seed {g['seed']}).")
+            notes.append(f"Gap rows, [low, high]: {100 * g['level']:.0f}% paired bootstrap interval over the items "
+                         f"both models answered ({g['resamples']:,} resamples, seed {g['seed']}).")
         if roles["base"]:
-            lines.append(f"Gap recovered = ({roles['student']} − {roles['base']}) / ({roles['teacher']} − "
+            notes.append(f"Gap recovered = ({roles['student']} − {roles['base']}) / ({roles['teacher']} − "
                          f"{roles['base']}): the share of the teacher's lead over the undistilled student that "
                          "distillation won back.")
         else:
-            lines.append(f"Without a model with `role: base` (the student before distillation) the last row is "
+            notes.append(f"Without a model with `role: base` (the student before distillation) the last row is "
                          f"{roles['student']} / {roles['teacher']}.")
-    for r in table["rows"]:
-        if r["cost_basis"] == "gpu" and r["output_tokens_per_hour"]:
-            lines.append(f"{r['model']}: $/1M = GPU $/hour ÷ {r['output_tokens_per_hour']:,.0f} output tokens/hour "
-                         "measured during eval.")
-        elif r["cost_basis"] == "price table":
-            lines.append(f"{r['model']}: $/1M output tokens from the price table.")
-        if not r["complete"]:
-            lines.append(f"{r['model']}: **incomplete** — some requests failed; failed items count as wrong.")
+    notes += _price_lines(table)
+    for note in notes:  # one paragraph each
+        lines += ["", note]
     lines += _protocol_lines(table) + _harness_lines(table)
     return "\n".join(lines) + "\n"
 

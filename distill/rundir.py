@@ -54,6 +54,16 @@ class RunLayout:
         return self.root / "estimate.json"
 
     @property
+    def eval_estimate(self) -> Path:
+        """`eval --dry-run`'s estimate (items, tokens, $ low/expected/high per model x benchmark)."""
+        return self.root / "eval-estimate.json"
+
+    @property
+    def prices(self) -> Path:
+        """The prices each stage used per endpoint, with their source and date (`llm.provider_prices`)."""
+        return self.root / "prices.json"
+
+    @property
     def curate(self) -> Path:
         return self.root / "curate"
 

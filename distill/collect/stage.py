@@ -202,6 +202,16 @@ def collect_fingerprint(cfg: CollectConfig) -> str:
     return fingerprint(cfg.model_dump(mode="json"), file_fingerprint(src) if src.exists() else cfg.prompts.path)
 
 
+def _priced(cfg: CollectConfig, layout: RunLayout) -> CollectConfig:
+    """The teachers with the prices they are billed at (config, else OpenRouter's list, else the table), recorded
+    with their source and date in runs/<name>/prices.json."""
+    from distill.llm.provider_prices import price_endpoints, record_prices
+
+    teachers, records = price_endpoints(cfg.teachers, "collect.teachers")
+    record_prices(layout.prices, "collect", records)
+    return cfg.model_copy(update={"teachers": teachers})
+
+
 def run_collect(cfg: CollectConfig, layout: RunLayout, *, force: bool = False) -> dict[str, Any]:
     """Run the collect stage; returns its summary (also written to collect/summary.json).
 
@@ -223,6 +233,7 @@ def _run_collect_locked(cfg: CollectConfig, layout: RunLayout, force: bool
         return done, None
     if prompt_stats["duplicates"]:
         console.print(f"[yellow]collect: {prompt_stats['duplicates']} duplicate prompts (same id and text) skipped")
+    cfg = _priced(cfg, layout)  # after the fingerprint: the price looked up is not part of the config
     cache = ResponseCache(layout.cache)
     budget = Budget.open(layout.root, "collect", cfg.budget_usd)
     try:
@@ -273,6 +284,7 @@ def run_estimate(cfg: CollectConfig, layout: RunLayout) -> list[dict[str, Any]]:
     """The dry run: print and save the estimate (estimate.json); sends only the pilot requests (paid, so counted
     in the ledger and held to budget_usd like any collect spend)."""
     ds, _ = load_prompts(cfg.prompts)
+    cfg = _priced(cfg, layout)
     with run_lock(layout.root, "collect", "`distill collect`"):
         cache = ResponseCache(layout.cache)
         budget = Budget.open(layout.root, "collect", cfg.budget_usd)

@@ -9,7 +9,9 @@ reproducible and every prompt eventually succeeds): rate_limit (429 + Retry-Afte
 timeout (hangs), drop (connection closed mid-request), malformed (200 with a broken JSON body),
 empty_choices (200 with `choices: []`). `--api-key K` makes any other key get 401.
 `--prompt-tokens bytes` bills every prompt byte as a token (text that tokenizes 4x worse than chars/4).
-The first line printed is `PORT <n>`. Answers are deterministic: `Echo: <prompt> The answer is <len>.`
+The first line printed is `PORT <n>`. Under `/api/v1` it also stands in for OpenRouter: `GET /api/v1/models` is
+its model list with per-token pricing (`OPENROUTER_MODELS`), `POST /api/v1/chat/completions` the same chat.
+Answers are deterministic: `Echo: <prompt> The answer is <len>.`
 A prompt containing `[reasoning:SHAPE]` gets a reasoning trace in that provider shape: reasoning_content
 (DeepSeek, older vLLM), reasoning (vLLM >= 0.11, OpenRouter), details (OpenRouter reasoning_details),
 summary (a summarized trace), encrypted (redacted), think (inline `<think>` in content), unknown (a field no
@@ -31,6 +33,16 @@ from typing import Any
 from aiohttp import web
 
 FAULTS = ("rate_limit", "server_error", "timeout", "drop", "malformed", "empty_choices")
+
+# What `GET /api/v1/models` serves: OpenRouter's shape (`data[].id`, `data[].pricing` as strings of $ per token).
+# Illustrative prices for tests, not OpenRouter's today; `openrouter/auto` has no fixed price ("-1"), as there.
+OPENROUTER_MODELS: list[dict[str, Any]] = [
+    {"id": "openai/gpt-4o", "pricing": {"prompt": "0.0000025", "completion": "0.00001"}},
+    {"id": "meta-llama/llama-3-70b-instruct", "pricing": {"prompt": "0.0000003", "completion": "0.0000004"}},
+    {"id": "mistralai/mixtral-8x22b-instruct", "pricing": {"prompt": "0.0000009", "completion": "0.0000009"}},
+    {"id": "qwen/qwen-2-72b-instruct", "pricing": {"prompt": "0.0000009", "completion": "0.0000009"}},
+    {"id": "openrouter/auto", "pricing": {"prompt": "-1", "completion": "-1"}},
+]
 
 
 class FakeOpenAI:
@@ -271,8 +283,19 @@ class FakeOpenAI:
             return err
         return web.json_response({"object": "list", "data": [{"id": self.model_name, "object": "model"}]})
 
+    async def openrouter_models(self, request: web.Request) -> web.Response:
+        """OpenRouter's public model list (no key needed there; a wrong key is not refused either)."""
+        self._log(kind="models_list")
+        data = [{"name": m["id"], "context_length": 8192, "architecture": {"modality": "text->text"},
+                 "top_provider": {"is_moderated": False}, **m,
+                 "pricing": {"request": "0", "image": "0", **m["pricing"]}} for m in OPENROUTER_MODELS]
+        return web.json_response({"data": data})
+
     def app(self) -> web.Application:
         app = web.Application()
+        # OpenRouter's paths (base_url http://HOST:PORT/api/v1): the model list with pricing, and the same chat
+        app.router.add_get("/api/v1/models", self.openrouter_models)
+        app.router.add_post("/api/v1/chat/completions", self.chat)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/files", self.upload_file)

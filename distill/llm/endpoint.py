@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -74,6 +74,11 @@ class EndpointConfig(Section):
     timeout_s: float = Field(default=300.0, gt=0, description="per request")
     retry: RetryConfig = Field(default_factory=RetryConfig)
     price: PriceConfig | None = Field(default=None, description="overrides the built-in price table")
+    price_source: Literal["auto", "openrouter", "table"] = Field(
+        default="auto", description="where the price comes from when `price` is unset: `auto` (OpenRouter's "
+                                    "model list `GET {base_url}/models` when base_url is on openrouter.ai, else "
+                                    "the built-in table), `openrouter` (that list at any base_url: a proxy), "
+                                    "`table`")
 
     @field_validator("base_url")
     @classmethod

@@ -82,9 +82,12 @@ def test_report_renders_table_json_chart(tmp_path: Path) -> None:
     s = run_report(None, RunLayout(run), pipeline="demo")
     out = run / "report"
     md = (out / "report.md").read_text()
-    assert "| Model | GSM8K (8-shot) | MMLU (5-shot) | HumanEval (pass@1) | $/1M tokens |" in md
-    assert "| teacher (teacher) | 80.0 ± 20.0 | 75.0 ± 25.0 | 50.0 ± 50.0 | $0.60 |" in md
-    assert "| student (student) | 60.0 ± 24.5 | 50.0 ± 28.9 | 0.0 | $0.0200 |" in md
+    assert "| Model | GSM8K (8-shot) | MMLU (5-shot) | HumanEval (pass@1) | $ per 1M tokens |" in md
+    # 95% intervals (80 ± 1.96 x 20 = [40.8, 119.2], kept within 100); the served model's $ is GPU time
+    assert "| teacher (teacher) | 80.0 [40.8, 100.0] | 75.0 [26.0, 100.0] | 50.0 [0.0, 100.0] | $0.60 |" in md
+    assert "| student (student) | 60.0 [12.0, 100.0] | 50.0 [0.0, 100.0] | 0.0 | $0.0200 out (GPU) |" in md
+    assert "Protocol (a model in parentheses ran differently): GSM8K (8-shot): 8 shots" in md
+    assert "max 512 (teacher 1024) tokens" in md
     # gsm8k: (0.6 - 0.2) / (0.8 - 0.2) = 67%; mmlu: (0.5 - 0.25) / (0.75 - 0.25) = 50%; humaneval: 0 / 0.5 = 0%,
     # each with its paired bootstrap interval, and the gap in points
     assert "| **gap recovered** | 67% [0%, 100%] | 50% [0%, 100%] | 0% [0%, 0%] | |" in md
@@ -125,7 +128,7 @@ def test_report_renders_table_json_chart(tmp_path: Path) -> None:
     assert (out / "report.md").stat().st_mtime_ns == mtime
     s2 = run_report(ReportConfig(benchmarks=["mmlu"], primary="mmlu", title="T"), RunLayout(run), pipeline="demo")
     assert s2["student_over_teacher"] == pytest.approx(0.5 / 0.75)
-    assert "| Model | MMLU (5-shot) | $/1M tokens |" in (out / "report.md").read_text()
+    assert "| Model | MMLU (5-shot) | $ per 1M tokens |" in (out / "report.md").read_text()
 
 
 def test_report_without_base_and_bad_input(tmp_path: Path) -> None:
@@ -183,7 +186,7 @@ def test_chart_labels_one_decimal_and_leaves_a_missing_score_out(tmp_path: Path)
     assert s["chart"]["legend"][1] == "student (student) · $0.0200/1M tokens"
     assert s["chart"]["xlabels"][0].startswith("GSM8K (8-shot)\nstudent/teacher: 90% [")
     md = (run / "report" / "report.md").read_text()
-    assert "| student (student) | 90.0 ± 0.9 | — | $0.0200 |" in md
+    assert "| student (student) | 90.0 [88.1, 91.9] | — | $0.0200 out (GPU) |" in md
 
 
 def test_report_says_how_to_get_lm_eval_when_it_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
