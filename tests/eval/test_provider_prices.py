@@ -13,8 +13,9 @@ from distill.errors import DistillError
 from distill.evaluate import run_eval
 from distill.llm import EndpointConfig
 from distill.llm import provider_prices as pp
+from tests.paths import FIXTURES
 
-F = Path(__file__).parent / "fixtures" / "benchmarks"
+F = FIXTURES / "benchmarks"
 
 
 @pytest.fixture(autouse=True)

@@ -15,8 +15,9 @@ from distill.eval_estimate import total_interval
 from distill.evaluate import run_eval
 from distill.llm import provider_prices
 from distill.llm.budget import read_ledger
+from tests.paths import FIXTURES
 
-F = Path(__file__).parent / "fixtures" / "benchmarks"
+F = FIXTURES / "benchmarks"
 BENCHES = [
     {"name": "mmlu", "source": str(F / "mmlu_test.jsonl")},
     {"name": "humaneval", "source": str(F / "humaneval_sample.jsonl"), "options": {"timeout_s": 5}},

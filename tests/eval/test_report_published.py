@@ -11,7 +11,7 @@ from distill.errors import InputError
 from distill.report import run_report
 from distill.report_config import ReportConfig
 from distill.rundir import RunLayout, write_json
-from tests.test_report import make_eval_dir
+from tests.eval.test_report import make_eval_dir
 
 RESULTS = {"gpt": {"mmlu": [1] * 80 + [0] * 20, "humaneval": [1] * 9 + [0], "gsm8k": [1] * 45 + [0] * 5},
            "student": {"mmlu": [1] * 40 + [0] * 60, "humaneval": [0] * 10, "gsm8k": [1] * 20 + [0] * 30}}

@@ -14,10 +14,10 @@ import yaml
 from distill.cli import main
 from distill.llm import provider_prices
 from distill.llm.budget import read_ledger
+from tests.paths import REPO, FIXTURES
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.timeout(1200)]
-ROOT = Path(__file__).resolve().parent.parent
-F = Path(__file__).parent / "fixtures" / "benchmarks"
+F = FIXTURES / "benchmarks"
 SOURCES = {"mmlu": F / "mmlu_hendrycks" / "test", "humaneval": F / "humaneval_sample.jsonl",
            "gsm8k": F / "gsm8k_test.jsonl"}
 API = ("gpt-4o", "llama-3-70b", "mixtral-8x22b", "qwen2-72b")
@@ -35,7 +35,7 @@ def test_compare_pipeline_dry_run_eval_report(tmp_path: Path, fake_server: Any, 
     monkeypatch.setenv("OPENROUTER_API_KEY", "sk-or-v1-test-0123456789abcdef")
     monkeypatch.setenv("STUDENT_MODEL", str(student))
     monkeypatch.setenv("COMPARE_BUDGET_USD", "1")
-    raw = yaml.safe_load((ROOT / "pipelines" / "compare.yaml").read_text())
+    raw = yaml.safe_load((REPO / "pipelines" / "compare.yaml").read_text())
     raw["run_dir"] = str(tmp_path / "run")
     for b in raw["eval"]["benchmarks"]:
         b["source"] = str(SOURCES[b["name"]])
