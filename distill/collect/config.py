@@ -37,6 +37,18 @@ class CollectConfig(Section):
     estimate: EstimateConfig = Field(default_factory=EstimateConfig)
     mode: Literal["online", "batch"] = Field(default="online", description="`online` or `batch` (OpenAI Batch API)")
     batch: BatchConfig = Field(default_factory=BatchConfig)
+    parser: str | None = Field(default=None, description="`module:function` called as `(row, completion)` on every "
+                                                         "answer as it is written out: returns a dict of extra record "
+                                                         "columns, or raises to mark that record failed (in "
+                                                         "failures.jsonl, with its message); re-run after an edit, it "
+                                                         "re-parses the cached answers without asking again")
+
+    @field_validator("parser")
+    @classmethod
+    def _ref(cls, v: str | None) -> str | None:
+        from distill.userfn import check_ref
+
+        return check_ref(v) if v is not None else v
 
     @field_validator("teachers")
     @classmethod

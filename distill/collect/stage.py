@@ -27,7 +27,7 @@ RECORD_COLUMNS = [
     "id", "prompt_id", "sample_index", "teacher", "model", "requested_model", "base_url", "messages", "completion",
     "reasoning", "reasoning_status", "finish_reason", "prompt_tokens", "completion_tokens", "reasoning_tokens",
     "cost_usd", "latency_s", "created_at", "response_id", "attempts", "params", "reference", "metadata",
-    "length_retry", "raw", "batch_id",
+    "length_retry", "raw", "batch_id", "structured",
 ]
 
 
@@ -137,24 +137,33 @@ async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache, state_dir:
 
 
 def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Runner],
-            retries: dict[str, ChatRunner], out: Path) -> tuple[int, int, dict[str, int]]:
-    """Write cached records in prompt order as shards; returns (written, dropped as truncated, reasoning statuses).
+            retries: dict[str, ChatRunner], out: Path, failures: list[dict[str, Any]]
+            ) -> tuple[int, int, dict[str, int], int]:
+    """Write cached records in prompt order as shards; returns (written, dropped as truncated, reasoning statuses,
+    records the parser failed: each also appended to `failures`).
 
     A truncated answer is replaced by its longer retry when there is one (`length_retry` true), or dropped when
-    `on_truncated: drop`."""
+    `on_truncated: drop`. With `collect.parser`, its columns are added to each record (every row of a shard has
+    every column, None where a record's parser returned no such key)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from distill.collect.parser import RecordParser
+
+    parser = RecordParser(cfg.parser, RECORD_COLUMNS) if cfg.parser else None
     rows: list[dict[str, Any]] = []
     shard = 0
     written = 0
     dropped = 0
+    parse_failed = 0
     statuses: Counter[str] = Counter()
 
     def flush() -> None:
         nonlocal shard, rows
         if not rows:
             return
+        if parser is not None:
+            rows = [{**r, **{c: r.get(c) for c in parser.columns}} for r in rows]
         if cfg.output_format == "parquet":
             pq.write_table(pa.Table.from_pylist(rows), out / f"records-{shard:05d}.parquet")
         else:
@@ -188,18 +197,45 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Run
                     row.update(prompt_id=batch["prompt_id"][j], teacher=runner.ep.name,
                                messages=runner.model.full_messages(batch["messages"][j]),
                                reference=batch["reference"][j], metadata=batch["metadata"][j])
+                    if parser is not None:
+                        extra, error = parser(row)
+                        if extra is None:
+                            parse_failed += 1
+                            failures.append({"prompt_id": row["prompt_id"], "teacher": runner.ep.name,
+                                             "sample_indices": [row["sample_index"]], "error": error})
+                            continue
+                        row.update(extra)
                     rows.append(row)
                     written += 1
                     if len(rows) >= cfg.shard_size:
                         flush()
     flush()
-    return written, dropped, dict(statuses)
+    return written, dropped, dict(statuses), parse_failed
 
 
-def collect_fingerprint(cfg: CollectConfig) -> str:
-    """What decides whether collect/ is up to date: the config and the prompt file."""
+def code_hashes(cfg: CollectConfig) -> dict[str, str]:
+    """The source hashes of the user's code this config names (prompt builder or Jinja template, parser, pydantic
+    response formats): in the fingerprint and the summary, so an edit re-runs the stage."""
+    from distill.prompt_builders import code_fingerprint
+    from distill.userfn import load
+
+    out = code_fingerprint(cfg.prompts)
+    if cfg.parser:
+        out["parser"] = load(cfg.parser, "collect.parser").source_sha
+    for i, t in enumerate(cfg.teachers):
+        rf = t.params.response_format
+        if isinstance(rf, str):
+            out[f"teachers.{t.name}.response_format"] = load(rf, f"collect.teachers.{i}.params.response_format",
+                                                              callable_=False).source_sha
+    return out
+
+
+def collect_fingerprint(cfg: CollectConfig, code: dict[str, str] | None = None) -> str:
+    """What decides whether collect/ is up to date: the config, the prompt file and the user's code."""
     src = Path(cfg.prompts.path)
-    return fingerprint(cfg.model_dump(mode="json"), file_fingerprint(src) if src.exists() else cfg.prompts.path)
+    code = code_hashes(cfg) if code is None else code
+    return fingerprint(cfg.model_dump(mode="json"), file_fingerprint(src) if src.exists() else cfg.prompts.path,
+                       *([code] if code else []))
 
 
 def run_collect(cfg: CollectConfig, layout: RunLayout, *, force: bool = False) -> dict[str, Any]:
@@ -218,7 +254,8 @@ def _run_collect_locked(cfg: CollectConfig, layout: RunLayout, force: bool
                         ) -> tuple[dict[str, Any], RunStopped | None]:
     t_start = time.monotonic()
     ds, prompt_stats = load_prompts(cfg.prompts)
-    stage = Stage("collect", layout.collect, collect_fingerprint(cfg), cfg.model_dump(mode="json"))
+    code = code_hashes(cfg)
+    stage = Stage("collect", layout.collect, collect_fingerprint(cfg, code), cfg.model_dump(mode="json"))
     if (done := stage.fresh(force)) is not None:
         return done, None
     if prompt_stats["duplicates"]:
@@ -238,13 +275,16 @@ def _run_collect_locked(cfg: CollectConfig, layout: RunLayout, force: bool
         if stopped is not None:
             total.stopped = str(stopped)
         with stage.build() as b:
-            written, dropped, statuses = _export(cfg, ds, cache, runners, retries, b.out)
+            written, dropped, statuses, parse_failed = _export(cfg, ds, cache, runners, retries, b.out, failures)
             write_jsonl(b.out / "failures.jsonl", failures)
             b.summary.update(total.summary())
             b.summary.update(
-                complete=total.failed == 0 and total.not_sent == 0 and stopped is None,
+                complete=total.failed == 0 and total.not_sent == 0 and stopped is None and not parse_failed,
                 prompts=len(ds),
                 duplicate_prompts=prompt_stats["duplicates"],
+                skipped_prompts=prompt_stats["skipped"],
+                parser_failed=parse_failed,
+                code=code,
                 records=written,
                 dropped_truncated=dropped,
                 reasoning_status=statuses,
