@@ -223,10 +223,13 @@ def code_hashes(cfg: CollectConfig) -> dict[str, str]:
     if cfg.parser:
         out["parser"] = load(cfg.parser, "collect.parser").source_sha
     for i, t in enumerate(cfg.teachers):
-        rf = t.params.response_format
+        rf, key = t.params.response_format, f"collect.teachers.{i}.params.response_format"
+        if rf is not None:
+            from distill.llm.structured import structured_output
+
+            structured_output(rf, key)  # checked here, before any request, under its full config key
         if isinstance(rf, str):
-            out[f"teachers.{t.name}.response_format"] = load(rf, f"collect.teachers.{i}.params.response_format",
-                                                              callable_=False).source_sha
+            out[f"teachers.{t.name}.response_format"] = load(rf, key, callable_=False).source_sha
     return out
 
 

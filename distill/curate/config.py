@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -98,6 +98,20 @@ class LanguageFilter(Section):
     keep_unknown: bool = Field(default=True, description="keep answers whose language is unclear (code, math)")
 
 
+class StructuredFilter(Section):
+    """Answers collected with a `response_format` carry the parsed object (`structured` column): filter on it."""
+
+    enabled: bool = Field(default=False, description="filter on the structured output (records need the "
+                                                     "`structured` column: collect with `params.response_format`)")
+    require_valid: bool = Field(default=True, description="drop records without a valid structured object")
+    required_fields: list[str] = Field(default_factory=list, description="dotted paths (`answer`, `steps.0.text`) "
+                                                                        "that must be present and not null")
+    equals: dict[str, Any] = Field(default_factory=dict, description="path -> the value it must have (a list: any "
+                                                                     "of them)")
+    min: dict[str, float] = Field(default_factory=dict, description="path -> the smallest number kept")
+    max: dict[str, float] = Field(default_factory=dict, description="path -> the largest number kept")
+
+
 class VerifyConfig(Section):
     enabled: bool = Field(default=True, description="run this step")
     kind: Literal["auto", "numeric", "choice", "code"] = Field(default="auto",
@@ -187,6 +201,7 @@ class CurateConfig(Section):
                                                                     "chars/4)")
     num_proc: int = Field(default=2, ge=1, description="processes for the per-record filters (used from 20k records)")
     errors: ErrorsFilter = Field(default_factory=ErrorsFilter)
+    structured: StructuredFilter = Field(default_factory=StructuredFilter)
     empty: EmptyFilter = Field(default_factory=EmptyFilter)
     finish_reason: FinishReasonFilter = Field(default_factory=FinishReasonFilter)
     trace: TraceFilter = Field(default_factory=TraceFilter)

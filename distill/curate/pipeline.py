@@ -31,6 +31,7 @@ from distill.tokens import approx_tokens
 
 STEPS: tuple[Step, ...] = (
     record_filter("errors", filters.errors_keep),
+    record_filter("structured", filters.structured_keep, needs=("structured",)),
     record_filter("finish_reason", filters.finish_reason_keep, stats=filters.finish_reason_stats,
                   needs=("finish_reason",)),
     record_filter("trace", filters.trace_keep),

@@ -84,6 +84,10 @@ class FakeOpenAI:
         messages = body.get("messages") or []
         if not messages:
             return web.json_response({"error": {"message": "messages is required"}}, status=400)
+        if (bad := _bad_response_format(body.get("response_format"))) is not None:  # as OpenAI: 400, not retried
+            self._log(status=400, kind="bad_response_format", message=bad)
+            return web.json_response({"error": {"message": bad, "type": "invalid_request_error",
+                                                "param": "response_format"}}, status=400)
         prompt = messages[-1].get("content", "")
         key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
         self.attempts[key] += 1
@@ -117,7 +121,9 @@ class FakeOpenAI:
                                       "model": self.model_name, "choices": []})
         self.served += 1
         resp = self.answer(body, f"chatcmpl-{key}-{attempt}", attempt)
+        rf = body.get("response_format")
         self._log(key=key, attempt=attempt, status=200, kind="ok", n=int(body.get("n") or 1), prompt=prompt[:200],
+                  response_format=rf.get("type") if isinstance(rf, dict) else None,
                   prompt_tokens=resp["usage"]["prompt_tokens"], completion_tokens=resp["usage"]["completion_tokens"])
         return web.json_response(resp)
 
@@ -290,6 +296,35 @@ class FakeOpenAI:
         app.router.add_get("/v1/batches", self.list_batches)
         app.router.add_get("/v1/batches/{bid}", self.get_batch)
         return app
+
+
+def _strict_ok(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        if schema.get("type") == "object" or "properties" in schema:
+            props = schema.get("properties") or {}
+            if schema.get("additionalProperties") is not False or set(schema.get("required") or []) != set(props):
+                return False
+        return all(_strict_ok(v) for v in schema.values())
+    return all(_strict_ok(v) for v in schema) if isinstance(schema, list) else True
+
+
+def _bad_response_format(fmt: Any) -> str | None:
+    """OpenAI's checks of `response_format` (its 400 wording, shortened); None when it would be accepted."""
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+        return "Invalid value for 'response_format.type': expected 'text', 'json_object' or 'json_schema'."
+    if fmt["type"] != "json_schema":
+        return None
+    js = fmt.get("json_schema")
+    if not isinstance(js, dict) or not isinstance(js.get("schema"), dict):
+        return "Missing required parameter: 'response_format.json_schema.schema'."
+    if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", str(js.get("name", ""))):
+        return "Invalid 'response_format.json_schema.name': must match ^[a-zA-Z0-9_-]{1,64}$."
+    if js.get("strict") and not _strict_ok(js["schema"]):
+        return ("Invalid schema for response_format '%s': 'additionalProperties' is required to be supplied and to be "
+                "false, and 'required' must include every key in 'properties'." % js.get("name"))
+    return None
 
 
 def structured_answer(fmt: dict[str, Any], messages: list[dict[str, Any]], attempt: int) -> str:

@@ -73,7 +73,9 @@ def _schema_validator(schema: dict[str, Any], key: str) -> Callable[[Any], Any]:
     validator = cls(schema)
 
     def validate(value: Any) -> Any:
-        errors = sorted(validator.iter_errors(value), key=jsonschema.exceptions.relevance)
+        # a missing required property says most; then jsonschema's own ranking
+        errors = sorted(validator.iter_errors(value),
+                        key=lambda e: (e.validator != "required", jsonschema.exceptions.relevance(e)))
         if errors:
             e = errors[0]
             where = "$" + "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}" for p in e.absolute_path)
