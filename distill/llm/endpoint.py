@@ -27,8 +27,9 @@ class SamplingParams(Section):
                                                                        "high}`, `{max_tokens: N}`), sent as is")
     response_format: dict[str, Any] | str | None = Field(
         default=None, description="structured output: a JSON schema (a mapping), a pydantic model as `module:Model`, "
-                                  "`{type: json_object}`, or OpenAI's own `{type: json_schema, json_schema: {...}}`; "
-                                  "sent as OpenAI's `json_schema` (strict), every answer parsed and validated (an "
+                                  "`{schema, name, strict}`, `{type: json_object}`, or OpenAI's own `{type: json_schema, "
+                                  "json_schema: {...}}`; sent as OpenAI's `json_schema` (strict when the schema "
+                                  "meets strict mode's rules), every answer parsed and validated (an "
                                   "invalid one is retried up to `retry.max_attempts`, then recorded failed with the "
                                   "validation error); valid answers carry the parsed object in the `structured` "
                                   "column")
