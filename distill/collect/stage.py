@@ -137,14 +137,15 @@ async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache, state_dir:
 
 
 def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Runner],
-            retries: dict[str, ChatRunner], out: Path, failures: list[dict[str, Any]]
-            ) -> tuple[int, int, dict[str, int], int]:
+            retries: dict[str, ChatRunner], out: Path, failures: list[dict[str, Any]],
+            later: dict[str, list[dict[str, Any]]] | None = None) -> tuple[int, int, dict[str, int], int]:
     """Write cached records in prompt order as shards; returns (written, dropped as truncated, reasoning statuses,
     records the parser failed: each also appended to `failures`).
 
     A truncated answer is replaced by its longer retry when there is one (`length_retry` true), or dropped when
     `on_truncated: drop`. With `collect.parser`, its columns are added to each record (every row of a shard has
-    every column, None where a record's parser returned no such key)."""
+    every column, None where a record's parser returned no such key). `later`: multi-turn records of turns 2..N
+    per teacher (conversation.py), written after that teacher's first turns, with `turn` and `user_source`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -170,6 +171,24 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Run
             write_jsonl(out / f"records-{shard:05d}.jsonl", rows)
         shard += 1
         rows = []
+
+    multi = later is not None
+
+    def emit(row: dict[str, Any], teacher: str) -> bool:
+        nonlocal parse_failed, written
+        if parser is not None:
+            extra, error = parser(row)
+            if extra is None:
+                parse_failed += 1
+                failures.append({"prompt_id": row["prompt_id"], "teacher": teacher,
+                                 "sample_indices": [row["sample_index"]], "error": error})
+                return False
+            row.update(extra)
+        rows.append(row)
+        written += 1
+        if len(rows) >= cfg.shard_size:
+            flush()
+        return True
 
     for runner in runners:
         n = runner.ep.params.n
@@ -197,18 +216,18 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Run
                     row.update(prompt_id=batch["prompt_id"][j], teacher=runner.ep.name,
                                messages=runner.model.full_messages(batch["messages"][j]),
                                reference=batch["reference"][j], metadata=batch["metadata"][j])
-                    if parser is not None:
-                        extra, error = parser(row)
-                        if extra is None:
-                            parse_failed += 1
-                            failures.append({"prompt_id": row["prompt_id"], "teacher": runner.ep.name,
-                                             "sample_indices": [row["sample_index"]], "error": error})
-                            continue
-                        row.update(extra)
-                    rows.append(row)
-                    written += 1
-                    if len(rows) >= cfg.shard_size:
-                        flush()
+                    if multi:
+                        row.update(turn=1, user_source=None, user_response_id=None)
+                    emit(row, runner.ep.name)
+        for rec in (later or {}).get(runner.ep.name, []):
+            i = rec["_index"]
+            row = {c: rec.get(c) for c in RECORD_COLUMNS}
+            row.update(length_retry=False, prompt_id=ds[i]["prompt_id"], teacher=runner.ep.name,
+                       messages=runner.model.full_messages(rec["_context"]), reference=None,
+                       metadata=ds[i]["metadata"], turn=rec["turn"], user_source=rec["user_source"],
+                       user_response_id=rec["user_response_id"])
+            statuses[row["reasoning_status"] or "absent"] += 1
+            emit(row, runner.ep.name)
     flush()
     return written, dropped, dict(statuses), parse_failed
 
@@ -222,6 +241,8 @@ def code_hashes(cfg: CollectConfig) -> dict[str, str]:
     out = code_fingerprint(cfg.prompts)
     if cfg.parser:
         out["parser"] = load(cfg.parser, "collect.parser").source_sha
+    if cfg.conversation.turns > 1 and cfg.conversation.user_function:
+        out["user_function"] = load(cfg.conversation.user_function, "collect.conversation.user_function").source_sha
     for i, t in enumerate(cfg.teachers):
         rf, key = t.params.response_format, f"collect.teachers.{i}.params.response_format"
         if rf is not None:
@@ -267,9 +288,20 @@ def _run_collect_locked(cfg: CollectConfig, layout: RunLayout, force: bool
     budget = Budget.open(layout.root, "collect", cfg.budget_usd)
     try:
         runners, retries, failures, stopped = asyncio.run(_collect(cfg, ds, cache, layout.collect_batches, budget))
+        later, turn_stats, per_turn = None, [], {}
+        if cfg.conversation.turns > 1 and stopped is None:
+            from distill.collect.conversation import continue_conversations
+
+            try:
+                later, turn_stats, per_turn = asyncio.run(
+                    continue_conversations(cfg, ds, cache, budget, runners, failures))
+            except RunStopped as err:
+                stopped = err
         total = RunStats()
         for r in [*runners, *retries.values()]:
             total.merge(r.stats)
+        for st in turn_stats:
+            total.merge(st)
         # a failed length-retry is not a lost prompt: its truncated answer is still exported
         for r in retries.values():
             total.requests_total -= r.stats.requests_total
@@ -278,7 +310,8 @@ def _run_collect_locked(cfg: CollectConfig, layout: RunLayout, force: bool
         if stopped is not None:
             total.stopped = str(stopped)
         with stage.build() as b:
-            written, dropped, statuses, parse_failed = _export(cfg, ds, cache, runners, retries, b.out, failures)
+            written, dropped, statuses, parse_failed = _export(cfg, ds, cache, runners, retries, b.out, failures,
+                                                               later)
             write_jsonl(b.out / "failures.jsonl", failures)
             b.summary.update(total.summary())
             b.summary.update(
@@ -288,6 +321,8 @@ def _run_collect_locked(cfg: CollectConfig, layout: RunLayout, force: bool
                 skipped_prompts=prompt_stats["skipped"],
                 parser_failed=parse_failed,
                 code=code,
+                **({"conversations": {"turns": cfg.conversation.turns, "per_teacher_per_turn": per_turn}}
+                   if cfg.conversation.turns > 1 else {}),
                 records=written,
                 dropped_truncated=dropped,
                 reasoning_status=statuses,
