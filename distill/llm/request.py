@@ -208,8 +208,9 @@ class RequestModel:
             if self.structured is not None:
                 obj, invalid = self.structured.check(p["completion"])
                 rec["structured"] = json.dumps(obj, ensure_ascii=False) if invalid is None else None
-                if invalid is not None:
-                    rec["invalid"] = invalid  # never cached: the executor retries it (split_invalid)
+                if invalid is not None:  # never cached: the executor asks again (split_invalid)
+                    cut = choice.get("finish_reason") == "length"
+                    rec["invalid"] = invalid + (" (the answer was cut at max_tokens: raise it)" if cut else "")
             out.append(rec)
         return out
 

@@ -269,8 +269,8 @@ class ChatRunner:
         """Answers that do not match the response_format: True to ask again (attempts left), else they fail with
         the validation error."""
         self.stats.errors["invalid_output"] += len(invalid)
-        if attempt < self.ep.retry.max_attempts and not self._stop:
-            return True
+        if attempt < self.ep.retry.max_attempts:
+            return True  # (a stopped run counts them not_sent at the top of the loop)
         why = invalid[0]["invalid"]
         self._fail(req, pending, Failure("invalid_output", False, False, f"'{self.ep.name}': {why}"), attempt,
                    on_result)
