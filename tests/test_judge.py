@@ -67,7 +67,8 @@ def test_threshold_verdicts_agreement_and_cache(tmp_path: Path, fake_server, cap
     kept = {r["prompt_id"]: r for r in dd["train"]}
     assert sorted(kept) == ["q0", "q3"]
     assert kept["q3"]["judge_score"] == 8.0 and kept["q3"]["judge_reasoning"].startswith("Judged: [Request]")
-    assert "judge_score" in (tmp_path / "run/curate/README.md").read_text()
+    card = (tmp_path / "run/curate/README.md").read_text()
+    assert "judge_score" in card and "agrees with the reference grader on 2/3" in card
     # the judge saw the rubric and the answer (its request is an ordinary cached request)
     calls = judge_calls(srv)
     assert len(calls) == 5 and all(c["prompt"].startswith("[Request]\n[score:") for c in calls)

@@ -132,6 +132,8 @@ def judge_step(rows: Rows, alive: np.ndarray, cfg: JudgeConfig) -> Outcome:
     note = (f"{int(on.sum())} scored (mean {scores[on].mean():.2f}), {unscored} unscored; keep score >= "
             f"{cfg.threshold}" + ("; best per prompt" if cfg.keep == "best" else "")) if on.any() else \
         f"no answer scored ({unscored} unscored)"
+    if agree["records"]:  # the card's filter table shows the note
+        note += f"; agrees with the reference grader on {agree['agree']}/{agree['records']}"
     extra = {int(r): {"judge_score": None if np.isnan(scores[r]) else scores[r],
                       "judge_reasoning": snippet(reasons[r], 160)} for r in np.flatnonzero(alive & ~keep)[:3]}
     info = {"note": note, "judge": cfg.endpoint.name if cfg.endpoint else None, "threshold": cfg.threshold,
