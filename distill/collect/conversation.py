@@ -146,3 +146,15 @@ def _first_turns(ds: Any, cache: ResponseCache, runner: Runner) -> list[Conversa
             convs.append({"index": start + j, "row": row,
                           "messages": [*msgs, {"role": "assistant", "content": rec["completion"]}]})
     return convs
+
+
+def turn_rows(later: list[dict[str, Any]], ds: Any, runner: Runner, columns: list[str]) -> Any:
+    """Export rows of turns 2..N (one teacher): record columns + the conversation before the answer + provenance."""
+    for rec in later:
+        i = rec["_index"]
+        row = {c: rec.get(c) for c in columns}
+        row.update(length_retry=False, prompt_id=ds[i]["prompt_id"], teacher=runner.ep.name,
+                   messages=runner.model.full_messages(rec["_context"]), reference=None,
+                   metadata=ds[i]["metadata"], turn=rec["turn"], user_source=rec["user_source"],
+                   user_response_id=rec["user_response_id"])
+        yield row

@@ -61,3 +61,13 @@ class RecordParser:
         # nested values as JSON text: one Arrow type per column whatever each record returns
         return {k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list | tuple) else v
                 for k, v in out.items()}, None
+
+    def apply(self, record: dict[str, Any], failures: list[dict[str, Any]]) -> bool:
+        """Add the parser's columns to `record`; False (and a failures.jsonl line) when it rejected the record."""
+        extra, error = self(record)
+        if extra is None:
+            failures.append({"prompt_id": record["prompt_id"], "teacher": record.get("teacher"),
+                             "sample_indices": [record.get("sample_index")], "error": error})
+            return False
+        record.update(extra)
+        return True

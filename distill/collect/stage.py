@@ -174,21 +174,15 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Run
 
     multi = later is not None
 
-    def emit(row: dict[str, Any], teacher: str) -> bool:
+    def emit(row: dict[str, Any]) -> None:
         nonlocal parse_failed, written
-        if parser is not None:
-            extra, error = parser(row)
-            if extra is None:
-                parse_failed += 1
-                failures.append({"prompt_id": row["prompt_id"], "teacher": teacher,
-                                 "sample_indices": [row["sample_index"]], "error": error})
-                return False
-            row.update(extra)
+        if parser is not None and not parser.apply(row, failures):
+            parse_failed += 1
+            return
         rows.append(row)
         written += 1
         if len(rows) >= cfg.shard_size:
             flush()
-        return True
 
     for runner in runners:
         n = runner.ep.params.n
@@ -218,16 +212,13 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Run
                                reference=batch["reference"][j], metadata=batch["metadata"][j])
                     if multi:
                         row.update(turn=1, user_source=None, user_response_id=None)
-                    emit(row, runner.ep.name)
-        for rec in (later or {}).get(runner.ep.name, []):
-            i = rec["_index"]
-            row = {c: rec.get(c) for c in RECORD_COLUMNS}
-            row.update(length_retry=False, prompt_id=ds[i]["prompt_id"], teacher=runner.ep.name,
-                       messages=runner.model.full_messages(rec["_context"]), reference=None,
-                       metadata=ds[i]["metadata"], turn=rec["turn"], user_source=rec["user_source"],
-                       user_response_id=rec["user_response_id"])
-            statuses[row["reasoning_status"] or "absent"] += 1
-            emit(row, runner.ep.name)
+                    emit(row)
+        if later:
+            from distill.collect.conversation import turn_rows
+
+            for row in turn_rows(later.get(runner.ep.name, []), ds, runner, RECORD_COLUMNS):
+                statuses[row["reasoning_status"] or "absent"] += 1
+                emit(row)
     flush()
     return written, dropped, dict(statuses), parse_failed
 
