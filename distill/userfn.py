@@ -26,6 +26,7 @@ from distill.errors import ConfigError
 
 REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _config_dir: Path | None = None
+_loaded: set[str] = set()  # module names this process loaded from a file (ours to replace on the next load)
 
 
 def set_config_dir(path: Path | None) -> None:
@@ -60,12 +61,18 @@ class UserObject:
         return {"ref": self.ref, "path": self.path, "source_sha256": self.source_sha}
 
 
-def _from_file(name: str, path: Path, root: Path) -> ModuleType:
+def _from_file(name: str, path: Path, root: Path, key: str) -> ModuleType:
+    existing = sys.modules.get(name)
+    if existing is not None and name not in _loaded:
+        # replacing it in sys.modules would break every other user of that module (json.py beside the pipeline)
+        raise ConfigError(f"{key}: {path} has the name of a module Python already uses ({name!r}, "
+                          f"{getattr(existing, '__file__', None) or 'built in'}); rename your file")
     spec = importlib.util.spec_from_file_location(
         name, path, submodule_search_locations=[str(path.parent)] if path.name == "__init__.py" else None)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # pydantic resolves postponed annotations through sys.modules
+    _loaded.add(name)
     added = str(root) not in sys.path
     if added:
         sys.path.insert(0, str(root))  # its own sibling imports
@@ -83,8 +90,10 @@ def _module(name: str, key: str) -> ModuleType:
         for d in search_dirs():
             for path in (d / rel.with_suffix(".py"), d / rel / "__init__.py"):
                 if path.is_file():
-                    return _from_file(name, path, d)
+                    return _from_file(name, path, d, key)
         return importlib.import_module(name)
+    except ConfigError:
+        raise
     except ModuleNotFoundError as err:
         if err.name and name.startswith(err.name):
             where = ", ".join(str(d) for d in search_dirs())

@@ -153,6 +153,20 @@ def test_bad_references_are_one_clear_error(tmp_path: Path, fake_server, capsys,
     assert ok_requests(srv) == []
 
 
+def test_a_file_named_like_a_module_python_uses_is_refused(tmp_path: Path, fake_server, capsys) -> None:
+    import json as stdlib_json
+
+    srv = fake_server()
+    (tmp_path / "json.py").write_text("def build(row):\n    return 'x'\n")
+    cfg = pipeline(tmp_path, srv.base_url, {"builder": "json:build"})
+    assert main(["collect", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "prompts.builder: " in err and "has the name of a module Python already uses ('json'" in err
+    import sys
+
+    assert sys.modules["json"] is stdlib_json  # left alone
+
+
 def test_parser_wrong_return_type_stops_with_one_line(tmp_path: Path, fake_server, capsys) -> None:
     srv = fake_server()
     (tmp_path / "pp.py").write_text("def parse(row, completion):\n    return ['not', 'a', 'dict']\n")
