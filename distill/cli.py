@@ -60,7 +60,8 @@ def _collect(args: argparse.Namespace) -> int:
     summary = run_collect(_need(cfg, "collect"), cfg.layout, force=args.force)
     print(f"collect: {summary['records']} records in {cfg.layout.collect} "
           f"(new {summary['completed']}, cached {summary['from_cache']}, failed {summary['failed']}, "
-          f"${summary['cost_usd']:.4f})")
+          + (f"parser rejected {summary['parser_failed']}, " if summary.get("parser_failed") else "")
+          + f"${summary['cost_usd']:.4f})")
     return 0 if summary.get("complete") else 1
 
 

@@ -120,6 +120,9 @@ def load_config(path: str | Path) -> PipelineConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     _load_dotenv(path)
+    from distill.userfn import set_config_dir
+
+    set_config_dir(path.parent)  # `module:function` references are looked for beside the pipeline file first
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:

@@ -23,8 +23,12 @@ from distill.errors import InputError
 from distill.schema import Section
 
 
+WAYS = ("field", "template", "messages_field", "template_jinja", "builder")
+
+
 class PromptSource(Section):
-    """Where prompts come from and how a row becomes chat messages (exactly one of field/template/messages_field)."""
+    """Where prompts come from and how a row becomes chat messages (exactly one of field, template, messages_field,
+    template_jinja, builder)."""
 
     path: str = Field(description="JSONL / CSV / TSV / Parquet file or dir, a saved HF dataset dir, or a hub "
                                   "dataset name")
@@ -34,11 +38,21 @@ class PromptSource(Section):
     split: str = Field(default="train", description="split to read (HF datasets)")
     subset: str | None = Field(default=None, description="subset (config name) to read (HF datasets)")
     field: str | None = Field(default=None, description="column with the user prompt (exactly one of `field`, "
-                                                        "`template`, `messages_field`)")
+                                                        "`template`, `messages_field`, `template_jinja`, "
+                                                        "`builder`)")
     template: str | None = Field(default=None, description="Python format string over the row, e.g. `\"Question: "
                                                            "{question}\"`")
     messages_field: str | None = Field(default=None, description="column with ready chat messages (a trailing "
                                                                  "assistant turn is dropped)")
+    template_jinja: str | None = Field(default=None, description="Jinja2 template of the user message over the row's "
+                                                                 "fields (`{{ question }}`; a missing field is an "
+                                                                 "error): a file (relative to the working dir, then "
+                                                                 "the pipeline file's dir) or inline text with `{{`")
+    builder: str | None = Field(default=None, description="`module:function` called with each row (a dict): returns "
+                                                          "chat messages (a list of `{role, content}`, or a string "
+                                                          "for one user turn), or `None` to skip the row; the module "
+                                                          "is looked for beside the pipeline file, then installed; "
+                                                          "its source hash is in collect's fingerprint")
     id_field: str | None = Field(default=None, description="column with a stable prompt id; a repeat with the same "
                                                            "text is skipped and counted (default: hash of the "
                                                            "messages)")
@@ -53,9 +67,13 @@ class PromptSource(Section):
 
     @model_validator(mode="after")
     def _one_way(self) -> PromptSource:
-        ways = [w for w in ("field", "template", "messages_field") if getattr(self, w)]
+        ways = [w for w in WAYS if getattr(self, w)]
         if len(ways) != 1:
-            raise ValueError("set exactly one of field, template, messages_field" + (f" (got {', '.join(ways)})" if ways else ""))
+            raise ValueError(f"set exactly one of {', '.join(WAYS)}" + (f" (got {', '.join(ways)})" if ways else ""))
+        if self.builder:
+            from distill.userfn import check_ref
+
+            check_ref(self.builder)
         return self
 
 
@@ -175,11 +193,16 @@ def iter_rows(src: PromptSource) -> Iterator[tuple[str, dict[str, Any]]]:
     return _rows_hf(src)
 
 
-def _messages(src: PromptSource, where: str, row: dict[str, Any]) -> list[dict[str, str]]:
+def _messages(src: PromptSource, where: str, row: dict[str, Any], make: Any = None) -> list[dict[str, str]] | None:
+    """The row's chat messages; None when the builder skips it. `make`: the builder / Jinja maker, if any."""
     def missing(name: str, what: str) -> InputError:
         return InputError(f"{where}: {what} {name!r} not found; the row has fields: {', '.join(map(str, row)) or '(none)'}")
 
-    if src.messages_field:
+    if make is not None:
+        out = make(where, row)
+        if out is None:
+            return None
+    elif src.messages_field:
         if src.messages_field not in row:
             raise missing(src.messages_field, "prompts.messages_field")
         msgs = row[src.messages_field]
@@ -263,13 +286,20 @@ def load_prompts(src: PromptSource) -> tuple[PromptTable, dict[str, int]]:
         fields = [f for _, f, _, _ in string.Formatter().parse(src.template) if f]
         if not fields:
             raise InputError(f"prompts.template: {src.template!r} names no field (write e.g. '{{question}}')")
+    from distill.prompt_builders import maker_for
+
+    made = maker_for(src)
+    make = made[0] if made else None
     seen: dict[str, tuple[str, str]] = {}  # prompt id -> (where it first was, hash of its messages)
     repeats: dict[str, int] = {}
     table = PromptTable()
-    stats = {"rows": 0, "duplicates": 0}
+    stats = {"rows": 0, "duplicates": 0, "skipped": 0}
     for where, row in iter_rows(src):
         stats["rows"] += 1
-        messages = _messages(src, where, row)
+        messages = _messages(src, where, row, make)
+        if messages is None:
+            stats["skipped"] += 1
+            continue
         if src.id_field:
             if src.id_field not in row:
                 raise InputError(f"{where}: prompts.id_field {src.id_field!r} not found; the row has fields: {', '.join(map(str, row))}")
@@ -303,4 +333,7 @@ def load_prompts(src: PromptSource) -> tuple[PromptTable, dict[str, int]]:
             break
     if stats["rows"] == 0:
         raise InputError(f"prompts.path: {src.path} has no rows")
+    if len(table) == 0 and stats["skipped"]:
+        raise InputError(f"prompts.builder ({src.builder}) skipped all {stats['skipped']} rows of {src.path} "
+                         "(returned None for each): nothing to collect")
     return table, stats

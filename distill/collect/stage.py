@@ -27,7 +27,7 @@ RECORD_COLUMNS = [
     "id", "prompt_id", "sample_index", "teacher", "model", "requested_model", "base_url", "messages", "completion",
     "reasoning", "reasoning_status", "finish_reason", "prompt_tokens", "completion_tokens", "reasoning_tokens",
     "cost_usd", "latency_s", "created_at", "response_id", "attempts", "params", "reference", "metadata",
-    "length_retry", "raw", "batch_id",
+    "length_retry", "raw", "batch_id", "structured",
 ]
 
 
@@ -137,30 +137,52 @@ async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache, state_dir:
 
 
 def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Runner],
-            retries: dict[str, ChatRunner], out: Path) -> tuple[int, int, dict[str, int]]:
-    """Write cached records in prompt order as shards; returns (written, dropped as truncated, reasoning statuses).
+            retries: dict[str, ChatRunner], out: Path, failures: list[dict[str, Any]],
+            later: dict[str, list[dict[str, Any]]] | None = None) -> tuple[int, int, dict[str, int], int]:
+    """Write cached records in prompt order as shards; returns (written, dropped as truncated, reasoning statuses,
+    records the parser failed: each also appended to `failures`).
 
     A truncated answer is replaced by its longer retry when there is one (`length_retry` true), or dropped when
-    `on_truncated: drop`."""
+    `on_truncated: drop`. With `collect.parser`, its columns are added to each record (every row of a shard has
+    every column, None where a record's parser returned no such key). `later`: multi-turn records of turns 2..N
+    per teacher (conversation.py), written after that teacher's first turns, with `turn` and `user_source`."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from distill.collect.parser import RecordParser
+
+    parser = RecordParser(cfg.parser, RECORD_COLUMNS) if cfg.parser else None
     rows: list[dict[str, Any]] = []
     shard = 0
     written = 0
     dropped = 0
+    parse_failed = 0
     statuses: Counter[str] = Counter()
 
     def flush() -> None:
         nonlocal shard, rows
         if not rows:
             return
+        if parser is not None:
+            rows = [{**r, **{c: r.get(c) for c in parser.columns}} for r in rows]
         if cfg.output_format == "parquet":
             pq.write_table(pa.Table.from_pylist(rows), out / f"records-{shard:05d}.parquet")
         else:
             write_jsonl(out / f"records-{shard:05d}.jsonl", rows)
         shard += 1
         rows = []
+
+    multi = later is not None
+
+    def emit(row: dict[str, Any]) -> None:
+        nonlocal parse_failed, written
+        if parser is not None and not parser.apply(row, failures):
+            parse_failed += 1
+            return
+        rows.append(row)
+        written += 1
+        if len(rows) >= cfg.shard_size:
+            flush()
 
     for runner in runners:
         n = runner.ep.params.n
@@ -188,18 +210,47 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Run
                     row.update(prompt_id=batch["prompt_id"][j], teacher=runner.ep.name,
                                messages=runner.model.full_messages(batch["messages"][j]),
                                reference=batch["reference"][j], metadata=batch["metadata"][j])
-                    rows.append(row)
-                    written += 1
-                    if len(rows) >= cfg.shard_size:
-                        flush()
+                    if multi:
+                        row.update(turn=1, user_source=None, user_response_id=None)
+                    emit(row)
+        if later:
+            from distill.collect.conversation import turn_rows
+
+            for row in turn_rows(later.get(runner.ep.name, []), ds, runner, RECORD_COLUMNS):
+                statuses[row["reasoning_status"] or "absent"] += 1
+                emit(row)
     flush()
-    return written, dropped, dict(statuses)
+    return written, dropped, dict(statuses), parse_failed
 
 
-def collect_fingerprint(cfg: CollectConfig) -> str:
-    """What decides whether collect/ is up to date: the config and the prompt file."""
+def code_hashes(cfg: CollectConfig) -> dict[str, str]:
+    """The source hashes of the user's code this config names (prompt builder or Jinja template, parser, pydantic
+    response formats): in the fingerprint and the summary, so an edit re-runs the stage."""
+    from distill.prompt_builders import code_fingerprint
+    from distill.userfn import load
+
+    out = code_fingerprint(cfg.prompts)
+    if cfg.parser:
+        out["parser"] = load(cfg.parser, "collect.parser").source_sha
+    if cfg.conversation.turns > 1 and cfg.conversation.user_function:
+        out["user_function"] = load(cfg.conversation.user_function, "collect.conversation.user_function").source_sha
+    for i, t in enumerate(cfg.teachers):
+        rf, key = t.params.response_format, f"collect.teachers.{i}.params.response_format"
+        if rf is not None:
+            from distill.llm.structured import structured_output
+
+            structured_output(rf, key)  # checked here, before any request, under its full config key
+        if isinstance(rf, str):
+            out[f"teachers.{t.name}.response_format"] = load(rf, key, callable_=False).source_sha
+    return out
+
+
+def collect_fingerprint(cfg: CollectConfig, code: dict[str, str] | None = None) -> str:
+    """What decides whether collect/ is up to date: the config, the prompt file and the user's code."""
     src = Path(cfg.prompts.path)
-    return fingerprint(cfg.model_dump(mode="json"), file_fingerprint(src) if src.exists() else cfg.prompts.path)
+    code = code_hashes(cfg) if code is None else code
+    return fingerprint(cfg.model_dump(mode="json"), file_fingerprint(src) if src.exists() else cfg.prompts.path,
+                       *([code] if code else []))
 
 
 def _priced(cfg: CollectConfig, layout: RunLayout) -> CollectConfig:
@@ -228,7 +279,8 @@ def _run_collect_locked(cfg: CollectConfig, layout: RunLayout, force: bool
                         ) -> tuple[dict[str, Any], RunStopped | None]:
     t_start = time.monotonic()
     ds, prompt_stats = load_prompts(cfg.prompts)
-    stage = Stage("collect", layout.collect, collect_fingerprint(cfg), cfg.model_dump(mode="json"))
+    code = code_hashes(cfg)
+    stage = Stage("collect", layout.collect, collect_fingerprint(cfg, code), cfg.model_dump(mode="json"))
     if (done := stage.fresh(force)) is not None:
         return done, None
     if prompt_stats["duplicates"]:
@@ -238,9 +290,20 @@ def _run_collect_locked(cfg: CollectConfig, layout: RunLayout, force: bool
     budget = Budget.open(layout.root, "collect", cfg.budget_usd)
     try:
         runners, retries, failures, stopped = asyncio.run(_collect(cfg, ds, cache, layout.collect_batches, budget))
+        later, turn_stats, per_turn = None, [], {}
+        if cfg.conversation.turns > 1 and stopped is None:
+            from distill.collect.conversation import continue_conversations
+
+            try:
+                later, turn_stats, per_turn = asyncio.run(
+                    continue_conversations(cfg, ds, cache, budget, runners, failures))
+            except RunStopped as err:
+                stopped = err
         total = RunStats()
         for r in [*runners, *retries.values()]:
             total.merge(r.stats)
+        for st in turn_stats:
+            total.merge(st)
         # a failed length-retry is not a lost prompt: its truncated answer is still exported
         for r in retries.values():
             total.requests_total -= r.stats.requests_total
@@ -249,13 +312,19 @@ def _run_collect_locked(cfg: CollectConfig, layout: RunLayout, force: bool
         if stopped is not None:
             total.stopped = str(stopped)
         with stage.build() as b:
-            written, dropped, statuses = _export(cfg, ds, cache, runners, retries, b.out)
+            written, dropped, statuses, parse_failed = _export(cfg, ds, cache, runners, retries, b.out, failures,
+                                                               later)
             write_jsonl(b.out / "failures.jsonl", failures)
             b.summary.update(total.summary())
             b.summary.update(
-                complete=total.failed == 0 and total.not_sent == 0 and stopped is None,
+                complete=total.failed == 0 and total.not_sent == 0 and stopped is None and not parse_failed,
                 prompts=len(ds),
                 duplicate_prompts=prompt_stats["duplicates"],
+                skipped_prompts=prompt_stats["skipped"],
+                parser_failed=parse_failed,
+                code=code,
+                **({"conversations": {"turns": cfg.conversation.turns, "per_teacher_per_turn": per_turn}}
+                   if cfg.conversation.turns > 1 else {}),
                 records=written,
                 dropped_truncated=dropped,
                 reasoning_status=statuses,

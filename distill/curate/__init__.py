@@ -53,10 +53,11 @@ def run_curate(cfg: CurateConfig, layout: RunLayout, *, force: bool = False,
     console.print(f"curate: {len(records)} records from {in_dir}")
     timings: dict[str, float] = {}
     rows = prepare(records, cfg, timings)
+    rows.layout = layout
     alive, steps = run_steps(rows, cfg, timings)
     t = time.monotonic()
     idx = alive.nonzero()[0]
-    dd, table = build_dataset(rows.ds.data.table, idx, rows.verification, cfg)
+    dd, table = build_dataset(rows.ds.data.table, idx, rows.verification, cfg, rows.columns)
     with stage.build() as b:
         # an empty split saved with 0 shards cannot be loaded back (datasets 5.2): give every split a shard
         dd.save_to_disk(str(b.out / "dataset"), num_shards={k: 1 for k, v in dd.items() if len(v) == 0} or None)

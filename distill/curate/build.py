@@ -87,7 +87,8 @@ def validation_mask(prompt_ids: pa.Array, fraction: float, seed: int) -> np.ndar
     return val
 
 
-def build_dataset(prepared: pa.Table, idx: np.ndarray, verification: np.ndarray, cfg: Any) -> tuple[Any, pa.Table]:
+def build_dataset(prepared: pa.Table, idx: np.ndarray, verification: np.ndarray, cfg: Any,
+                  columns: dict[str, tuple[np.ndarray, pa.DataType]] | None = None) -> tuple[Any, pa.Table]:
     """(DatasetDict train/validation, the kept table) from the kept rows: pure Arrow (take, append the assistant
     turn, filter), no per-row Python and no index mappings."""
     from datasets import Dataset, DatasetDict
@@ -102,6 +103,9 @@ def build_dataset(prepared: pa.Table, idx: np.ndarray, verification: np.ndarray,
     # SFTTrainer does not claim, so the dataset feeds it unchanged
     table = table.rename_columns(["raw_completion" if c == "completion" else c for c in table.column_names])
     table = table.append_column("verification", pa.array(verification[idx].tolist(), type=pa.string()))
+    for name, (values, typ) in (columns or {}).items():  # added by steps (the judge's score and reasoning)
+        kept = values[idx]
+        table = table.append_column(name, pa.array(kept, type=typ, from_pandas=kept.dtype.kind == "f"))
     val = validation_mask(table.column("prompt_id").combine_chunks(), cfg.validation_fraction, cfg.seed)
     parts = {"train": table.filter(pa.array(~val)), "validation": table.filter(pa.array(val))}
     return DatasetDict({k: Dataset(InMemoryTable(v)) for k, v in parts.items()}), table
@@ -183,6 +187,8 @@ def _card_usage(summary: dict[str, Any]) -> list[str]:
         "`messages` is the full conversation (prompt turns + the teacher's assistant turn). Provenance is kept: "
         "`id`, `prompt_id`, `sample_index`, `teacher`, `model`, `raw_completion` (the teacher's text as returned), `reasoning`, `finish_reason`, token "
         "counts, `cost_usd`, `reference`, `metadata`, `verification` (correct | unverifiable), "
+        + ("`judge_score` and `judge_reasoning` (the judge's verdict), "
+           if (summary.get("filters") or {}).get("judge", {}).get("enabled") else "") +
         "`assistant_tokens` (" + summary.get("token_count_method", "") + ").",
         "",
         "## Load",

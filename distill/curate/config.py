@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from distill.llm.endpoint import EndpointConfig
 from distill.schema import Section
 
 DEFAULT_REFUSAL_PATTERNS = [
@@ -98,6 +99,20 @@ class LanguageFilter(Section):
     keep_unknown: bool = Field(default=True, description="keep answers whose language is unclear (code, math)")
 
 
+class StructuredFilter(Section):
+    """Answers collected with a `response_format` carry the parsed object (`structured` column): filter on it."""
+
+    enabled: bool = Field(default=False, description="filter on the structured output (records need the "
+                                                     "`structured` column: collect with `params.response_format`)")
+    require_valid: bool = Field(default=True, description="drop records without a valid structured object")
+    required_fields: list[str] = Field(default_factory=list, description="dotted paths (`answer`, `steps.0.text`) "
+                                                                        "that must be present and not null")
+    equals: dict[str, Any] = Field(default_factory=dict, description="path -> the value it must have (a list: any "
+                                                                     "of them)")
+    min: dict[str, float] = Field(default_factory=dict, description="path -> the smallest number kept")
+    max: dict[str, float] = Field(default_factory=dict, description="path -> the largest number kept")
+
+
 class VerifyConfig(Section):
     enabled: bool = Field(default=True, description="run this step")
     kind: Literal["auto", "numeric", "choice", "code"] = Field(default="auto",
@@ -113,6 +128,52 @@ class VerifyConfig(Section):
     sandbox: Literal["bwrap", "unconfined"] = Field(default="bwrap",
                                                     description="`unconfined` runs code tests without bubblewrap: "
                                                                 "no isolation, warned about ([Sandbox](#sandbox))")
+
+
+DEFAULT_RUBRIC = """You grade an AI assistant's answer to a user's request. Weigh:
+- helpfulness: does it do what was asked, completely and directly?
+- correctness: are its facts, reasoning and final answer right? Check them yourself; do not trust its confidence.
+- honesty: does it avoid invented facts, and say so when it is unsure?
+- instruction following: does it keep the format and constraints the request sets?
+Score 1-10: 1-2 wrong, harmful or off-topic; 3-4 major errors or omissions; 5-6 partly right or incomplete;
+7-8 correct and helpful with minor flaws; 9-10 correct, complete and clear, nothing important missing.
+Write your reasoning briefly first, then the score."""
+
+
+class JudgeConfig(Section):
+    """A model scores answers on a rubric (for answers with no reference): through the same client, cache, prices
+    and spend cap as a teacher."""
+
+    enabled: bool = Field(default=False, description="judge every remaining answer with `endpoint` (a paid step: "
+                                                     "it runs last, after every free filter)")
+    endpoint: EndpointConfig | None = Field(default=None, description="the judge model: an endpoint like a "
+                                                                      "teacher's (its `params.response_format` is "
+                                                                      "set to the verdict schema)")
+    rubric: str = Field(default=DEFAULT_RUBRIC, description="the judge's system prompt (default: an "
+                                                            "UltraFeedback-style 1-10 helpfulness/correctness "
+                                                            "rubric)")
+    threshold: float = Field(default=7, ge=1, le=10, description="keep answers scored at least this (1-10)")
+    keep: Literal["all", "best"] = Field(default="all", description="`all` answers at or above the threshold, or "
+                                                                    "the `best` scored sample of each prompt "
+                                                                    "(rejection sampling; ties: the earlier "
+                                                                    "sample)")
+    on_error: Literal["drop", "keep"] = Field(default="drop", description="an answer the judge could not score "
+                                                                          "(failed after retries)")
+    agreement: bool = Field(default=True, description="also judge the answers the reference grader (`verify`) "
+                                                      "marked incorrect, to report the judge's agreement with it "
+                                                      "(costs those requests; they stay removed)")
+    budget_usd: float | None = Field(default=None, gt=0, description="$ cap on judge spend in this run dir (all "
+                                                                     "curate runs; ledger `spend.jsonl`, stage "
+                                                                     "`curate`)")
+
+    @model_validator(mode="after")
+    def _needs_endpoint(self) -> JudgeConfig:
+        if self.enabled and self.endpoint is None:
+            raise ValueError("judge.enabled needs `endpoint` (the judge model: name, base_url, api_key, model)")
+        if self.budget_usd is not None and self.endpoint is not None and not self.endpoint.params.max_output_tokens:
+            raise ValueError("judge.budget_usd needs endpoint.params.max_tokens: without it no verdict's cost has "
+                             "an upper bound")
+        return self
 
 
 class ExactDedupConfig(Section):
@@ -187,6 +248,7 @@ class CurateConfig(Section):
                                                                     "chars/4)")
     num_proc: int = Field(default=2, ge=1, description="processes for the per-record filters (used from 20k records)")
     errors: ErrorsFilter = Field(default_factory=ErrorsFilter)
+    structured: StructuredFilter = Field(default_factory=StructuredFilter)
     empty: EmptyFilter = Field(default_factory=EmptyFilter)
     finish_reason: FinishReasonFilter = Field(default_factory=FinishReasonFilter)
     trace: TraceFilter = Field(default_factory=TraceFilter)
@@ -199,5 +261,6 @@ class CurateConfig(Section):
     exact_dedup: ExactDedupConfig = Field(default_factory=ExactDedupConfig)
     near_dedup: NearDedupConfig = Field(default_factory=NearDedupConfig)
     decontam: DecontamConfig = Field(default_factory=DecontamConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
     push_to_hub: HubPush | None = None
     progress: bool = Field(default=True, description="live progress bars")

@@ -5,6 +5,7 @@ runner counts what each removed and keeps a few examples; `*_stats` add a filter
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from functools import lru_cache
@@ -21,6 +22,7 @@ from distill.curate.config import (
     LengthFilter,
     RefusalFilter,
     RepetitionFilter,
+    StructuredFilter,
     TraceFilter,
     TraceRatioFilter,
 )
@@ -32,6 +34,53 @@ def errors_keep(batch: Batch, cfg: ErrorsFilter) -> np.ndarray:
     comp = batch["completion"]
     fr = batch.get("finish_reason") or [None] * len(comp)
     return np.array([c is not None and f != "error" for c, f in zip(comp, fr)], dtype=bool)
+
+
+_MISSING = object()
+
+
+def field_at(obj: Any, path: str) -> Any:
+    """`a.b.0.c` in a parsed JSON object; `_MISSING` when any step is absent."""
+    for part in path.split("."):
+        if isinstance(obj, dict) and part in obj:
+            obj = obj[part]
+        elif isinstance(obj, list) and part.lstrip("-").isdigit() and -len(obj) <= int(part) < len(obj):
+            obj = obj[int(part)]
+        else:
+            return _MISSING
+    return obj
+
+
+def _structured_ok(obj: Any, cfg: StructuredFilter) -> bool:
+    for path in cfg.required_fields:
+        if field_at(obj, path) in (_MISSING, None):
+            return False
+    for path, want in cfg.equals.items():
+        v = field_at(obj, path)
+        if v is _MISSING or (v not in want if isinstance(want, list) else v != want):
+            return False
+    for bound, ok in ((cfg.min, lambda v, b: v >= b), (cfg.max, lambda v, b: v <= b)):
+        for path, b in bound.items():
+            v = field_at(obj, path)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not ok(v, b):
+                return False
+    return True
+
+
+def structured_keep(batch: Batch, cfg: StructuredFilter) -> np.ndarray:
+    """Schema validity (collect validated it; null = no valid object) and conditions on the object's fields."""
+    out = []
+    for s in batch["structured"]:
+        if s is None:
+            out.append(not cfg.require_valid and not (cfg.required_fields or cfg.equals or cfg.min or cfg.max))
+            continue
+        try:
+            obj = json.loads(s) if isinstance(s, str) else s
+        except ValueError:
+            out.append(False)
+            continue
+        out.append(_structured_ok(obj, cfg))
+    return np.array(out, dtype=bool)
 
 
 def empty_keep(batch: Batch, cfg: EmptyFilter) -> np.ndarray:

@@ -23,6 +23,7 @@ from distill.curate.build import assistant_text
 from distill.curate.config import CurateConfig
 from distill.curate.decontam import decontam_step
 from distill.curate.dedup import exact_dedup_step, near_dedup_step
+from distill.curate.judge import judge_step
 from distill.curate.step import Rows, Step, keep_column, record_filter
 from distill.curate.verify import UNVERIFIABLE, rejection_step, verify_step
 from distill.errors import ConfigError, InputError
@@ -31,6 +32,7 @@ from distill.tokens import approx_tokens
 
 STEPS: tuple[Step, ...] = (
     record_filter("errors", filters.errors_keep),
+    record_filter("structured", filters.structured_keep, needs=("structured",)),
     record_filter("finish_reason", filters.finish_reason_keep, stats=filters.finish_reason_stats,
                   needs=("finish_reason",)),
     record_filter("trace", filters.trace_keep),
@@ -45,6 +47,7 @@ STEPS: tuple[Step, ...] = (
     Step("exact_dedup", exact_dedup_step, timer="exact_dedup_s"),
     Step("near_dedup", near_dedup_step, timer="near_dedup_s"),
     Step("decontam", decontam_step, active=lambda c: c.enabled and bool(c.benchmarks), timer="decontam_s"),
+    Step("judge", judge_step, timer="judge_s"),  # paid: last, so it scores only what every free step kept
 )
 
 

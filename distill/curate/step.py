@@ -49,6 +49,8 @@ class Rows:
         self.progress = progress
         self.token_count_method = token_count_method
         self.verification = verification  # per row: correct | incorrect | unverifiable (set by the verify step)
+        self.columns: dict[str, tuple[np.ndarray, pa.DataType]] = {}  # per-row columns steps add to the dataset
+        self.layout: Any = None  # the run's RunLayout, for steps that ask a model (cache, spend ledger)
 
     def __len__(self) -> int:
         return len(self.ds)

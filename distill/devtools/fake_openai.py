@@ -16,6 +16,11 @@ A prompt containing `[reasoning:SHAPE]` gets a reasoning trace in that provider 
 (DeepSeek, older vLLM), reasoning (vLLM >= 0.11, OpenRouter), details (OpenRouter reasoning_details),
 summary (a summarized trace), encrypted (redacted), think (inline `<think>` in content), unknown (a field no
 client knows); usage then reports `completion_tokens_details.reasoning_tokens`.
+With a `response_format` (json_schema or json_object) the answer is JSON made to fit the schema: strings echo the
+prompt, an integer `score` is the last `[score:N]` in the messages (else 1-10 from a hash of them, as a judge's
+would vary), other numbers the prompt length clamped to the schema's bounds. `[json:bad]` in the prompt answers
+text that is not JSON, `[json:bad-once]` does so on the first attempt only, `[json:wrong]` answers JSON that
+misses the schema's required fields.
 """
 
 from __future__ import annotations
@@ -91,6 +96,10 @@ class FakeOpenAI:
         messages = body.get("messages") or []
         if not messages:
             return web.json_response({"error": {"message": "messages is required"}}, status=400)
+        if (bad := _bad_response_format(body.get("response_format"))) is not None:  # as OpenAI: 400, not retried
+            self._log(status=400, kind="bad_response_format", message=bad)
+            return web.json_response({"error": {"message": bad, "type": "invalid_request_error",
+                                                "param": "response_format"}}, status=400)
         prompt = messages[-1].get("content", "")
         key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
         self.attempts[key] += 1
@@ -123,17 +132,21 @@ class FakeOpenAI:
             return web.json_response({"id": "x", "object": "chat.completion", "created": int(time.time()),
                                       "model": self.model_name, "choices": []})
         self.served += 1
-        resp = self.answer(body, f"chatcmpl-{key}-{attempt}")
+        resp = self.answer(body, f"chatcmpl-{key}-{attempt}", attempt)
+        rf = body.get("response_format")
         self._log(key=key, attempt=attempt, status=200, kind="ok", n=int(body.get("n") or 1), prompt=prompt[:200],
+                  response_format=rf.get("type") if isinstance(rf, dict) else None,
                   prompt_tokens=resp["usage"]["prompt_tokens"], completion_tokens=resp["usage"]["completion_tokens"])
         return web.json_response(resp)
 
-    def answer(self, body: dict[str, Any], response_id: str) -> dict[str, Any]:
+    def answer(self, body: dict[str, Any], response_id: str, attempt: int = 1) -> dict[str, Any]:
         """The deterministic chat completion for a request body (shared by /chat/completions and batches)."""
         messages = body["messages"]
         prompt = messages[-1].get("content", "")
         n = int(body.get("n") or 1)
         answer = f"Echo: {prompt} The answer is {len(prompt)}."
+        if isinstance(body.get("response_format"), dict):
+            answer = structured_answer(body["response_format"], messages, attempt)
         if self.completion_tokens is not None:
             answer = " ".join(["tok"] * self.completion_tokens)
         if self.prompt_tokens == "bytes":  # the most a byte-level BPE could bill: 4x chars/4 on ASCII text
@@ -146,7 +159,9 @@ class FakeOpenAI:
         if max_tokens is not None and c_tok > max_tokens:
             answer = " ".join(answer.split()[:max_tokens])
             c_tok, finish = max_tokens, "length"
-        choices = [{"index": i, "message": {"role": "assistant", "content": answer if i == 0 else f"{answer} (sample {i})"},
+        structured = isinstance(body.get("response_format"), dict)  # samples stay JSON
+        choices = [{"index": i, "message": {"role": "assistant",
+                                            "content": answer if i == 0 or structured else f"{answer} (sample {i})"},
                     "finish_reason": finish} for i in range(n)]
         r_tok = 0
         shape = re.search(r"\[reasoning:(\w+)\]", prompt)
@@ -304,6 +319,92 @@ class FakeOpenAI:
         app.router.add_get("/v1/batches", self.list_batches)
         app.router.add_get("/v1/batches/{bid}", self.get_batch)
         return app
+
+
+def _strict_ok(schema: Any) -> bool:
+    if isinstance(schema, dict):
+        if schema.get("type") == "object" or "properties" in schema:
+            props = schema.get("properties") or {}
+            if schema.get("additionalProperties") is not False or set(schema.get("required") or []) != set(props):
+                return False
+        return all(_strict_ok(v) for v in schema.values())
+    return all(_strict_ok(v) for v in schema) if isinstance(schema, list) else True
+
+
+def _bad_response_format(fmt: Any) -> str | None:
+    """OpenAI's checks of `response_format` (its 400 wording, shortened); None when it would be accepted."""
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+        return "Invalid value for 'response_format.type': expected 'text', 'json_object' or 'json_schema'."
+    if fmt["type"] != "json_schema":
+        return None
+    js = fmt.get("json_schema")
+    if not isinstance(js, dict) or not isinstance(js.get("schema"), dict):
+        return "Missing required parameter: 'response_format.json_schema.schema'."
+    if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", str(js.get("name", ""))):
+        return "Invalid 'response_format.json_schema.name': must match ^[a-zA-Z0-9_-]{1,64}$."
+    if js.get("strict") and not _strict_ok(js["schema"]):
+        return ("Invalid schema for response_format '%s': 'additionalProperties' is required to be supplied and to be "
+                "false, and 'required' must include every key in 'properties'." % js.get("name"))
+    return None
+
+
+def structured_answer(fmt: dict[str, Any], messages: list[dict[str, Any]], attempt: int) -> str:
+    """JSON for a `response_format` (see the module doc for the markers that make it invalid on purpose)."""
+    prompt = str(messages[-1].get("content", ""))
+    if "[json:bad]" in prompt or ("[json:bad-once]" in prompt and attempt == 1):
+        return "Sure! Here is the JSON you asked for: {answer: 42"
+    if "[json:wrong]" in prompt:
+        return json.dumps({"unexpected": True})
+    if fmt.get("type") != "json_schema":
+        return json.dumps({"answer": f"Echo: {prompt[:80]}"})
+    schema = (fmt.get("json_schema") or {}).get("schema") or {}
+    text = " ".join(str(m.get("content", "")) for m in messages)
+    return json.dumps(_instance(schema, schema, text, prompt, ""))
+
+
+def _instance(schema: Any, root: dict[str, Any], text: str, prompt: str, name: str) -> Any:
+    """A value fitting `schema` (the subset of JSON schema structured outputs use)."""
+    if not isinstance(schema, dict):
+        return None
+    if "$ref" in schema:
+        node: Any = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node.get(part, {}) if isinstance(node, dict) else {}
+        return _instance(node, root, text, prompt, name)
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    for alt in ("anyOf", "oneOf"):
+        if schema.get(alt):
+            options = [o for o in schema[alt] if isinstance(o, dict) and o.get("type") != "null"] or schema[alt]
+            return _instance(options[0], root, text, prompt, name)
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object" or "properties" in schema:
+        return {k: _instance(v, root, text, prompt, k) for k, v in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [_instance(schema.get("items") or {}, root, text, prompt, name)
+                for _ in range(max(1, int(schema.get("minItems") or 1)))]
+    if kind in ("integer", "number"):
+        lo, hi = schema.get("minimum", 0), schema.get("maximum", 10**9)
+        marks = re.findall(r"\[score:(\d+)\]", text)
+        if name == "score" and marks:
+            value = int(marks[-1])
+        elif name == "score":
+            value = lo + int(hashlib.sha256(text.encode()).hexdigest()[:8], 16) % (int(hi) - int(lo) + 1)
+        else:
+            value = len(prompt)
+        value = min(max(value, lo), hi)
+        return int(value) if kind == "integer" else float(value)
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return f"Echo: {prompt[:80]}" if name != "reasoning" else f"Judged: {prompt[:60]}"
 
 
 def _add_reasoning(message: dict[str, Any], shape: str, trace: str) -> None:

@@ -267,12 +267,17 @@ class BatchRunner:
                 text = self._call("result download", lambda fid=fid: self.client.files.content(fid).text)
                 results += [json.loads(ln) for ln in text.splitlines() if ln.strip()]
         answered: set[str] = set()
-        records_by_cid: dict[str, tuple[list[dict[str, Any]], dict[str, int]]] = {}
+        records_by_cid: dict[str, tuple[list[dict[str, Any]], dict[str, int], float]] = {}
         for r in results:
             cid = r.get("custom_id", "")
             resp = r.get("response") or {}
             if resp.get("status_code") == 200 and isinstance(resp.get("body"), dict) and resp["body"].get("choices"):
-                records_by_cid[cid] = self._records(cid, resp["body"], b.id), usage_fields(resp["body"].get("usage"))
+                recs = self._records(cid, resp["body"], b.id)
+                valid, invalid = self.model.split_invalid(recs)
+                records_by_cid[cid] = valid, usage_fields(resp["body"].get("usage")), sum(x["cost_usd"] for x in recs)
+                if invalid:  # not matching the response_format: asked again like a failed item (valid ones cached)
+                    self.stats.errors["invalid_output"] += len(invalid)
+                    self.failed_items.append((cid, invalid[0]["invalid"]))
                 answered.add(cid)
             else:
                 err = r.get("error") or (resp.get("body") or {}).get("error") or {}
@@ -287,14 +292,14 @@ class BatchRunner:
                 self.stats.errors[f"batch_{b.status}"] += 1
                 self.failed_items.append((cid, f"batch {b.status}"))
         self.cache.put_many((x["id"], self.ep.name, x["sample_index"], x)
-                            for recs, _ in records_by_cid.values() for x in recs)
+                            for recs, _, _ in records_by_cid.values() for x in recs)
         c.update(state="done", status=b.status)
         self._save()
         # counted and told only now that the records are durable
-        for cid, (recs, usage) in records_by_cid.items():
-            self.stats.count_response(len(recs), usage, sum(x["cost_usd"] for x in recs), None)
+        for cid, (recs, usage, cost) in records_by_cid.items():
+            self.stats.count_response(len(recs), usage, cost, None)
             req = self._requests.get(cid)
-            if req is not None:
+            if req is not None and recs:
                 on_result(ChatRequest(req.messages, [x["sample_index"] for x in recs], req.tag), recs, None, False)
 
     def _records(self, cid: str, body: dict[str, Any], batch_id: str) -> list[dict[str, Any]]:

@@ -25,11 +25,19 @@ class SamplingParams(Section):
     reasoning_effort: str | None = Field(default=None, description="o-series / OpenAI-compatible reasoning effort")
     reasoning: dict[str, Any] | None = Field(default=None, description="OpenRouter's `reasoning` object (`{effort: "
                                                                        "high}`, `{max_tokens: N}`), sent as is")
+    response_format: dict[str, Any] | str | None = Field(
+        default=None, description="structured output: a JSON schema (a mapping), a pydantic model as `module:Model`, "
+                                  "`{schema, name, strict}`, `{type: json_object}`, or OpenAI's own `{type: json_schema, "
+                                  "json_schema: {...}}`; sent as OpenAI's `json_schema` (strict when the schema "
+                                  "meets strict mode's rules), every answer parsed and validated (an "
+                                  "invalid one is retried up to `retry.max_attempts`, then recorded failed with the "
+                                  "validation error); valid answers carry the parsed object in the `structured` "
+                                  "column")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="passed to the API untouched")
 
     def request_kwargs(self) -> dict[str, Any]:
         """Everything sent with the request except `n` (which the runner sets per call) and messages."""
-        out = self.model_dump(exclude={"n", "extra_body"}, exclude_none=True)
+        out = self.model_dump(exclude={"n", "extra_body", "response_format"}, exclude_none=True)
         if self.extra_body:
             out["extra_body"] = self.extra_body
         return out

@@ -114,6 +114,14 @@ class RequestModel:
         self.identity = identity or endpoint.base_url
         self.price: Price = price_for(endpoint)
         self.params = endpoint.params.request_kwargs()  # what the cache key hashes (extra_body nested)
+        self.structured = None  # a response_format: each answer parsed and validated (llm/structured.py)
+        if endpoint.params.response_format is not None:
+            from distill.llm.structured import structured_output
+
+            self.structured = structured_output(endpoint.params.response_format,
+                                                f"params.response_format of '{endpoint.name}'")
+            assert self.structured is not None
+            self.params["response_format"] = self.structured.wire
         self.params_json = json.dumps(self.params, sort_keys=True)
         # what goes on the wire besides model/messages/n: extra_body merged into the top level
         self.sent_params = {k: v for k, v in self.params.items() if k != "extra_body"} | self.params.get("extra_body", {})
@@ -197,8 +205,20 @@ class RequestModel:
             }
             if batch_id is not None:
                 rec["batch_id"] = batch_id
+            if self.structured is not None:
+                obj, invalid = self.structured.check(p["completion"])
+                rec["structured"] = json.dumps(obj, ensure_ascii=False) if invalid is None else None
+                if invalid is not None:  # never cached: the executor asks again (split_invalid)
+                    cut = choice.get("finish_reason") == "length"
+                    rec["invalid"] = invalid + (" (the answer was cut at max_tokens: raise it)" if cut else "")
             out.append(rec)
         return out
+
+    def split_invalid(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(valid, invalid) records of an answer: invalid = not matching the response_format (none without one)."""
+        if self.structured is None:
+            return records, []
+        return [r for r in records if "invalid" not in r], [r for r in records if "invalid" in r]
 
 
 class Runner(Protocol):

@@ -218,19 +218,25 @@ class ChatRunner:
                 return
             latency = time.monotonic() - t0
             usage = usage_fields(resp.get("usage"))
-            records = self.model.records(resp, pending, latency=latency, attempts=attempt)
+            records, invalid = self.model.split_invalid(
+                self.model.records(resp, pending, latency=latency, attempts=attempt))
             # no usage reported: the bill is unknown, so the worst case is what counts against the cap
             cost = self.model.cost_usd(usage) if resp.get("usage") else worst
             self.budget.settle(ticket, cost)
             self.limiter.settle(est_tokens, usage["prompt_tokens"] + usage["completion_tokens"])
-            await self._persist(records)
-            # counted only now that the response is durable
+            if records:
+                await self._persist(records)
+            # counted only now that the response is durable (an invalid answer: paid for, not counted done)
             for r in records:
                 pending.pop(r["sample_index"])
             self.stats.count_response(len(records), usage, cost, latency)
-            self._consecutive_failures = 0
-            self._any_success = True
-            on_result(ChatRequest(req.messages, [r["sample_index"] for r in records], req.tag), records, None, False)
+            if records:
+                self._consecutive_failures = 0
+                self._any_success = True
+                on_result(ChatRequest(req.messages, [r["sample_index"] for r in records], req.tag), records, None,
+                          False)
+            if invalid and not await self._retry_invalid(invalid, req, pending, attempt, on_result):
+                return
 
     async def _retry_or_give_up(self, last: Failure, req: ChatRequest, pending: dict[int, str], attempt: int,
                                 refused: int, on_result: OnResult) -> bool:
@@ -256,6 +262,18 @@ class ChatRunner:
             await self._sleep(delay)
             return True
         self._fail(req, pending, last, attempt, on_result)
+        return False
+
+    async def _retry_invalid(self, invalid: list[dict[str, Any]], req: ChatRequest, pending: dict[int, str],
+                             attempt: int, on_result: OnResult) -> bool:
+        """Answers that do not match the response_format: True to ask again (attempts left), else they fail with
+        the validation error."""
+        self.stats.errors["invalid_output"] += len(invalid)
+        if attempt < self.ep.retry.max_attempts:
+            return True  # (a stopped run counts them not_sent at the top of the loop)
+        why = invalid[0]["invalid"]
+        self._fail(req, pending, Failure("invalid_output", False, False, f"'{self.ep.name}': {why}"), attempt,
+                   on_result)
         return False
 
     async def _persist(self, records: list[dict[str, Any]]) -> None:

@@ -268,7 +268,7 @@ def test_other_prompt_sources(tmp_path: Path, fmt: str) -> None:
     assert ds["prompt_id"] == [str(i) for i in range(5)]
     assert ds[2]["messages"] == [{"role": "user", "content": "Question: Q2"}]
     assert ds[2]["reference"] == "2"
-    assert stats == {"rows": 5, "duplicates": 0}
+    assert stats == {"rows": 5, "duplicates": 0, "skipped": 0}
 
 
 def test_messages_source_and_stable_ids(tmp_path: Path) -> None:
