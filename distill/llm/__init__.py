@@ -10,7 +10,7 @@ same `RequestModel`; a new wire format changes `RequestModel.body` / `records` o
 from distill.llm.cache import ResponseCache
 from distill.llm.endpoint import EndpointConfig, RetryConfig, SamplingParams
 from distill.llm.pricing import Price, price_for
-from distill.llm.request import ChatRequest, OnResult, RequestModel, Runner, RunStats
+from distill.llm.request import ChatRequest, OnResult, RequestModel, Runner, RunStats, request_model
 from distill.llm.runner import ChatRunner
 
 __all__ = [
@@ -26,4 +26,5 @@ __all__ = [
     "Runner",
     "SamplingParams",
     "price_for",
+    "request_model",
 ]
