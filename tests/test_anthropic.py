@@ -81,13 +81,16 @@ def test_thinking_blocks_become_the_reasoning_column(tmp_path: Path, fake_api) -
     with (tmp_path / "prompts.jsonl").open("a") as f:
         f.write(json.dumps({"qid": "think", "question": "[thinking] 2+2?", "answer": "4"}) + "\n")
         f.write(json.dumps({"qid": "hidden", "question": "[redacted] 3+3?", "answer": "6"}) + "\n")
+        f.write(json.dumps({"qid": "omitted", "question": "[omitted] 4+4?", "answer": "8"}) + "\n")
         f.write(json.dumps({"qid": "long", "question": " ".join(["word"] * 80), "answer": "0"}) + "\n")
     assert main(["collect", "-c", str(cfg)]) == 0
     rows = {r["prompt_id"]: r for r in load_records(tmp_path / "run" / "collect")}
     think = rows["think"]
     assert think["reasoning"].startswith("First I think about") and think["reasoning_status"] == "summarized"
     assert think["completion"].startswith("Echo: [thinking] 2+2?") and "First I think" not in think["completion"]
-    assert rows["hidden"]["reasoning"] is None and rows["hidden"]["reasoning_status"] == "redacted"
+    assert think["reasoning_tokens"] == len(think["reasoning"].split()) > 0  # output_tokens_details.thinking_tokens
+    for hidden in ("hidden", "omitted"):  # redacted_thinking, or thinking display `omitted` (empty + signature)
+        assert rows[hidden]["reasoning"] is None and rows[hidden]["reasoning_status"] == "redacted"
     assert rows["long"]["finish_reason"] == "length"  # stop_reason max_tokens
     assert rows["q0"]["reasoning_status"] == "absent"
     # Claude 3.7 returns the full trace, not a summary

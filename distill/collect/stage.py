@@ -71,7 +71,10 @@ def _make_runner(cfg: CollectConfig, ep: EndpointConfig, cache: ResponseCache, b
     if cfg.mode == "online":
         return ChatRunner(model, cache, budget=budget)
     task = progress.add_task(f"batch {ep.name}", total=None, stats="")
-    return BatchRunner(
+    kind = BatchRunner
+    if ep.provider == "anthropic":
+        from distill.llm.anthropic_batch import AnthropicBatchRunner as kind  # the SDK is imported only when used
+    return kind(
         model, cache, budget=budget, cfg=cfg.batch, state_path=state_dir / f"{ep.name}.json",
         describe=lambda req: repr(ds[req.tag]["prompt_id"]),
         on_poll=lambda st: progress.update(task, total=st["total"], completed=st["done"], stats=st["statuses"]))

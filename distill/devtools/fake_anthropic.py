@@ -6,15 +6,16 @@ Stands in for api.anthropic.com in tests: real HTTP, so both our aiohttp transpo
     python -m distill.devtools.fake_anthropic --port 0 --log served.jsonl --api-key K --fault overloaded=0.1
 
 Routes: POST /v1/messages; POST/GET /v1/messages/batches, GET /v1/messages/batches/{id}, GET .../{id}/results
-(JSONL), POST .../{id}/cancel. Auth is the `x-api-key` header (`--api-key`; else 401), `anthropic-version` is
-required (else 400). Errors are Anthropic's body: {"type": "error", "error": {"type": ..., "message": ...}}.
+(JSONL), POST .../{id}/cancel. Auth is the `x-api-key` header or a Bearer token (`--api-key`; else 401),
+`anthropic-version` is required (else 400). Errors are Anthropic's body: {"type": "error", "error": {"type": ..., "message": ...}}.
 Faults as the OpenAI fake (a probability per attempt, drawn from a hash of the request and attempt):
 rate_limit (429 + retry-after), overloaded (529), server_error (500), timeout, drop, malformed (a truncated 200).
 `--limits requests=300,input_tokens=..,output_tokens=..` enforces per-minute limits and sends the
 `anthropic-ratelimit-*` headers (`--silent-limits`: enforce without the headers).
 
 Answers are deterministic: `Echo: <prompt> The answer is <len>.` A prompt containing `[thinking]` (or a request
-with `thinking: {type: enabled}`) gets a thinking block first; `[redacted]` a redacted_thinking block. A system
+with `thinking: {type: enabled}`) gets a thinking block first; `[omitted]` an empty one (thinking display
+`omitted`), `[redacted]` a redacted_thinking block; usage reports `output_tokens_details.thinking_tokens`. A system
 prompt sent as blocks with `cache_control` is "cached": its first request reports
 `cache_creation_input_tokens`, later ones `cache_read_input_tokens`. Batches end `--batch-delay` s after
 creation; the first `--batch-hold` batches never end by themselves (only a cancel ends them, with the first
@@ -74,7 +75,9 @@ class FakeAnthropic(FakeOpenAI):
         return None
 
     def _denied(self, request: web.Request) -> web.Response | None:
-        if self.api_key is not None and request.headers.get("x-api-key") != self.api_key:
+        # the key as `x-api-key` (the documented header), or as a Bearer token (what the SDK 2.x sends)
+        key = request.headers.get("x-api-key") or request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if self.api_key is not None and key != self.api_key:
             self._log(status=401, kind="unauthorized")
             return _error(401, "authentication_error", "invalid x-api-key")
         if not request.headers.get("anthropic-version"):
@@ -160,6 +163,9 @@ class FakeAnthropic(FakeOpenAI):
             trace = f"First I think about {prompt[:20]!r}. Then I add."
             content.append({"type": "thinking", "thinking": trace, "signature": "EqQBCkYIARgCIkA" + "x" * 20})
             out_tok += len(trace.split())
+        if "[omitted]" in prompt:  # thinking display: omitted -> an empty thinking block with its signature
+            content.append({"type": "thinking", "thinking": "", "signature": "EqQBCkYIARgCIkA" + "y" * 20})
+            out_tok += 9
         if "[redacted]" in prompt:
             content.append({"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4a"})
             out_tok += 7
@@ -187,7 +193,8 @@ class FakeAnthropic(FakeOpenAI):
         return {"id": msg_id, "type": "message", "role": "assistant", "model": body["model"], "content": content,
                 "stop_reason": stop, "stop_sequence": None,
                 "usage": {"input_tokens": in_tok - read - write, "output_tokens": out_tok,
-                          "cache_creation_input_tokens": write, "cache_read_input_tokens": read}}
+                          "cache_creation_input_tokens": write, "cache_read_input_tokens": read,
+                          "output_tokens_details": {"thinking_tokens": out_tok - len(words)}}}
 
     # -- Message Batches API ---------------------------------------------------------------------------------
     async def create_message_batch(self, request: web.Request) -> web.Response:

@@ -66,16 +66,17 @@ def parse_content(blocks: list[dict[str, Any]], model: str) -> dict[str, Any]:
     """Content blocks -> completion (text blocks), reasoning (thinking blocks), reasoning_status, raw.
 
     `full` for models that return the whole trace (Claude 3.7), `summarized` for those that return a summary
-    (Claude 4+), `redacted` when only `redacted_thinking` (encrypted) came back; any other block kind
+    (Claude 4+), `redacted` when only `redacted_thinking` (encrypted) or empty thinking blocks (thinking
+    display `omitted`) came back; any other block kind
     (tool_use, server tools...) keeps the whole content in `raw` so nothing is lost."""
     texts, thinking, redacted, other = [], [], 0, False
     for b in blocks:
         kind = b.get("type")
         if kind == "text":
             texts.append(b.get("text") or "")
-        elif kind == "thinking":
-            thinking.append(b.get("thinking") or "")
-        elif kind == "redacted_thinking":
+        elif kind == "thinking" and b.get("thinking"):
+            thinking.append(b["thinking"])
+        elif kind in ("thinking", "redacted_thinking"):  # encrypted, or display `omitted`: only a signature
             redacted += 1
         else:
             other = True
@@ -134,8 +135,9 @@ class AnthropicRequestModel(RequestModel):
         u = resp.get("usage") or {}
         read = int(u.get("cache_read_input_tokens") or 0)
         write = int(u.get("cache_creation_input_tokens") or 0)
+        thinking = (u.get("output_tokens_details") or {}).get("thinking_tokens")
         return {"prompt_tokens": int(u.get("input_tokens") or 0) + read + write,
-                "completion_tokens": int(u.get("output_tokens") or 0), "reasoning_tokens": 0,
+                "completion_tokens": int(u.get("output_tokens") or 0), "reasoning_tokens": int(thinking or 0),
                 "cache_read_tokens": read, "cache_write_tokens": write}
 
     def cost_usd(self, usage: dict[str, int]) -> float:
@@ -161,7 +163,7 @@ class AnthropicRequestModel(RequestModel):
             "finish_reason": STOP_REASONS.get(resp.get("stop_reason") or "", resp.get("stop_reason")),
             "prompt_tokens": usage["prompt_tokens"],
             "completion_tokens": usage["completion_tokens"],
-            "reasoning_tokens": 0,  # not reported apart: thinking is billed inside output_tokens
+            "reasoning_tokens": usage["reasoning_tokens"],  # output_tokens_details.thinking_tokens, where reported
             "cache_read_tokens": usage["cache_read_tokens"],
             "cache_write_tokens": usage["cache_write_tokens"],
             "cost_usd": self.cost_usd(usage) * discount,
