@@ -137,3 +137,27 @@ def test_anthropic_config_mistakes_are_one_line(tmp_path: Path, params: dict, ex
     assert main(["collect", "-c", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert expected in err and "'t1'" in err and "Traceback" not in err
+
+
+def test_samples_are_one_request_each(tmp_path: Path, fake_api) -> None:
+    """The Messages API has no `n`: n=3 is three requests, each its own cached record with its own tries."""
+    srv = fake_api("anthropic", "--api-key", KEY, "--fault", "overloaded=0.3")
+    cfg = anthropic_config(tmp_path, srv.base_url, 5, params={"max_tokens": 64, "n": 3, "temperature": 1.0},
+                           retry={"max_attempts": 4, "base_delay_s": 0.01, "max_delay_s": 0.05})
+    assert main(["collect", "-c", str(cfg)]) == 0
+    ds = load_records(tmp_path / "run" / "collect")
+    assert len(ds) == 15 and len(set(ds["id"])) == 15
+    assert Counter(e["kind"] for e in srv.served())["ok"] == 15
+    assert all(r["attempts"] <= 4 for r in ds)
+
+
+@pytest.mark.parametrize(("key", "expected"), [(KEY, "key accepted, model listed"), ("wrong", "key rejected")])
+def test_doctor_probes_anthropic_models_endpoint(tmp_path: Path, fake_api, monkeypatch, key: str,
+                                                 expected: str) -> None:
+    srv = fake_api("anthropic", "--api-key", KEY)
+    monkeypatch.setenv("TEST_KEY", key)
+    cfg = anthropic_config(tmp_path, srv.base_url, 1)
+    out = tmp_path / "doctor.json"
+    main(["doctor", "-c", str(cfg), "--json", str(out)])
+    row = next(r for r in json.loads(out.read_text())["rows"] if r["check"] == "endpoint t1")
+    assert expected in row["value"] and key not in row["value"]

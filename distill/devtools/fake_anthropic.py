@@ -5,7 +5,7 @@ Stands in for api.anthropic.com in tests: real HTTP, so both our aiohttp transpo
 
     python -m distill.devtools.fake_anthropic --port 0 --log served.jsonl --api-key K --fault overloaded=0.1
 
-Routes: POST /v1/messages; POST/GET /v1/messages/batches, GET /v1/messages/batches/{id}, GET .../{id}/results
+Routes: GET /v1/models, POST /v1/messages; POST/GET /v1/messages/batches, GET /v1/messages/batches/{id}, GET .../{id}/results
 (JSONL), POST .../{id}/cancel. Auth is the `x-api-key` header or a Bearer token (`--api-key`; else 401),
 `anthropic-version` is required (else 400). Errors are Anthropic's body: {"type": "error", "error": {"type": ..., "message": ...}}.
 Faults as the OpenAI fake (a probability per attempt, drawn from a hash of the request and attempt):
@@ -290,8 +290,16 @@ class FakeAnthropic(FakeOpenAI):
         return web.json_response({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
                                   "last_id": data[-1]["id"] if data else None})
 
+    async def list_models(self, request: web.Request) -> web.Response:
+        if (denied := self._denied(request)) is not None:
+            return denied
+        data = [{"type": "model", "id": m, "display_name": m, "created_at": _iso(0)}
+                for m in ("claude-sonnet-4-5", "claude-3-7-sonnet-20250219")]
+        return web.json_response({"data": data, "has_more": False, "first_id": data[0]["id"], "last_id": data[-1]["id"]})
+
     def app(self) -> web.Application:
         app = web.Application()
+        app.router.add_get("/v1/models", self.list_models)
         app.router.add_post("/v1/messages", self.messages)
         app.router.add_post("/v1/messages/batches", self.create_message_batch)
         app.router.add_get("/v1/messages/batches", self.list_message_batches)

@@ -30,7 +30,11 @@ class AnthropicBatchRunner(BatchRunner):
     """`BatchRunner` over /v1/messages/batches; run/fallbacks/budget/state handling are the base's."""
 
     def _make_client(self) -> Any:
-        import anthropic  # here, not at import (start-up time)
+        try:
+            import anthropic  # here, not at import (start-up time)
+        except ImportError:
+            raise DistillError(f"'{self.ep.name}': mode: batch with provider: anthropic uses the `anthropic` SDK, "
+                               "which is not installed: pip install 'distill[anthropic]'") from None
 
         ep = self.ep
         # the endpoint's API version for both paths (the SDK would send its own), so batch and online answers

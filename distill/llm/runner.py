@@ -233,6 +233,7 @@ class ChatRunner:
             self._consecutive_failures = 0
             self._any_success = True
             on_result(ChatRequest(req.messages, [r["sample_index"] for r in records], req.tag), records, None, False)
+            attempt = 0  # samples still pending (a provider with no `n` answers one per request) get their own tries
 
     async def _retry_or_give_up(self, last: Failure, req: ChatRequest, pending: dict[int, str], attempt: int,
                                 refused: int, on_result: OnResult) -> bool:
