@@ -161,3 +161,25 @@ def test_doctor_probes_anthropic_models_endpoint(tmp_path: Path, fake_api, monke
     main(["doctor", "-c", str(cfg), "--json", str(out)])
     row = next(r for r in json.loads(out.read_text())["rows"] if r["check"] == "endpoint t1")
     assert expected in row["value"] and key not in row["value"]
+
+
+def test_eval_scores_an_anthropic_model(tmp_path: Path, fake_api) -> None:
+    """Eval goes through the same request path: an Anthropic model needs no max_tokens of its own (each
+    benchmark gives one), is scored and priced, and a re-run is answered from the cache."""
+    from distill.config import parse_config
+    from distill.evaluate import run_eval
+
+    srv = fake_api("anthropic", "--api-key", KEY)
+    bench = Path(__file__).parent / "fixtures" / "benchmarks" / "echo_numeric.jsonl"
+    cfg = parse_config({"name": "ev", "run_dir": str(tmp_path / "run"), "eval": {
+        "progress": False, "benchmarks": [{"name": "echo", "kind": "local", "source": str(bench)}],
+        "models": [{"name": "claude", "role": "teacher", "provider": "anthropic", "base_url": srv.base_url,
+                    "model": "claude-sonnet-4-5", "api_key": KEY}]}})
+    top = run_eval(cfg.eval, cfg.layout, pipeline=cfg.name)
+    assert top["models"]["claude"]["scores"]["echo"] == pytest.approx(0.6)  # as the OpenAI fake's same answers
+    sent = [e for e in srv.served() if e["kind"] == "ok"]
+    assert len(sent) == 5 and all(e["params"]["max_tokens"] > 0 for e in sent)
+    s = json.loads((tmp_path / "run" / "eval" / "claude" / "summary.json").read_text())
+    assert s["eval_cost_usd"] > 0 and KEY not in json.dumps(s)
+    run_eval(cfg.eval, cfg.layout, pipeline=cfg.name, force=True)
+    assert len([e for e in srv.served() if e["kind"] == "ok"]) == 5

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -73,6 +73,9 @@ ANTHROPIC_UNSUPPORTED = ("seed", "presence_penalty", "frequency_penalty", "reaso
 class EndpointConfig(Section):
     """One model behind one API: OpenAI-compatible (`provider: openai`) or Anthropic's Messages API."""
 
+    # Anthropic requires max_tokens; an eval model gets its benchmark's when none is set, so it may load without
+    max_tokens_at_load: ClassVar[bool] = True
+
     name: str = Field(description="label in records and reports")
     provider: Literal["openai", "anthropic"] = Field(
         default="openai", description="wire format: `openai` (any OpenAI-compatible API) or `anthropic` (the "
@@ -129,7 +132,7 @@ class EndpointConfig(Section):
         if bad:
             raise ValueError(f"'{self.name}' (provider: anthropic): params.{bad[0]} has no Anthropic Messages API "
                              "equivalent; remove it (or pass a provider field through params.extra_body)")
-        if self.params.max_output_tokens is None:
+        if self.params.max_output_tokens is None and self.max_tokens_at_load:
             raise ValueError(f"'{self.name}' (provider: anthropic): params.max_tokens is required by the Messages API")
         return self
 
