@@ -183,3 +183,19 @@ def test_eval_scores_an_anthropic_model(tmp_path: Path, fake_api) -> None:
     assert s["eval_cost_usd"] > 0 and KEY not in json.dumps(s)
     run_eval(cfg.eval, cfg.layout, pipeline=cfg.name, force=True)
     assert len([e for e in srv.served() if e["kind"] == "ok"]) == 5
+
+
+def test_dry_run_pilots_through_the_messages_api(tmp_path: Path, fake_api) -> None:
+    srv = fake_api("anthropic", "--api-key", KEY)
+    cfg = edit(anthropic_config(tmp_path, srv.base_url, 40), lambda d: d["collect"].update(estimate={"pilot": 5}))
+    assert main(["collect", "-c", str(cfg), "--dry-run"]) == 0
+    assert Counter(e["kind"] for e in srv.served())["ok"] == 5, "a dry run sends only its pilot"
+    est = json.loads((tmp_path / "run" / "estimate.json").read_text())["teachers"][0]
+    assert est["pilot_requests"] == 5 and est["pilot_cost_usd"] > 0
+    assert est["cost_usd_batch"]["expected"] == pytest.approx(
+        est["pilot_cost_usd"] + (est["cost_usd_online"]["expected"] - est["pilot_cost_usd"]) * 0.5, rel=1e-3)
+    assert main(["collect", "-c", str(cfg)]) == 0
+    real = summary(tmp_path)
+    assert real["from_cache"] == 5 and real["completed"] == 35
+    on = est["cost_usd_online"]
+    assert on["low"] * 0.8 <= real["cost_usd"] + est["pilot_cost_usd"] <= on["high"] * 1.2
