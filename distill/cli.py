@@ -61,7 +61,8 @@ def _collect(args: argparse.Namespace) -> int:
 
         rows = run_cancel_batches(_need(cfg, "collect"), cfg.layout)
         for r in rows:
-            print(f"cancel: {r['teacher']} chunk {r['chunk']} batch {r['batch_id'] or '(never created)'}: {r['status']}")
+            batch = r["batch_id"] or "(never created)"
+            print(f"cancel: {r['teacher']} chunk {r['chunk']} batch {batch}: {r['status']}")
         print(f"cancelled {len(rows)} batch(es); `distill collect` keeps what finished and submits the rest again"
               if rows else "no unfinished batches to cancel")
         return 0

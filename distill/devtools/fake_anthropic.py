@@ -5,9 +5,10 @@ Stands in for api.anthropic.com in tests: real HTTP, so both our aiohttp transpo
 
     python -m distill.devtools.fake_anthropic --port 0 --log served.jsonl --api-key K --fault overloaded=0.1
 
-Routes: GET /v1/models, POST /v1/messages; POST/GET /v1/messages/batches, GET /v1/messages/batches/{id}, GET .../{id}/results
-(JSONL), POST .../{id}/cancel. Auth is the `x-api-key` header or a Bearer token (`--api-key`; else 401),
-`anthropic-version` is required (else 400). Errors are Anthropic's body: {"type": "error", "error": {"type": ..., "message": ...}}.
+Routes: GET /v1/models, POST /v1/messages; POST/GET /v1/messages/batches, GET /v1/messages/batches/{id},
+GET .../{id}/results (JSONL), POST .../{id}/cancel. Auth is the `x-api-key` header or a Bearer token
+(`--api-key`; else 401), `anthropic-version` is required (else 400). Errors are Anthropic's body:
+{"type": "error", "error": {"type": ..., "message": ...}}.
 Faults as the OpenAI fake (a probability per attempt, drawn from a hash of the request and attempt):
 rate_limit (429 + retry-after), overloaded (529), server_error (500), timeout, drop, malformed (a truncated 200).
 `--limits requests=300,input_tokens=..,output_tokens=..` enforces per-minute limits and sends the
@@ -105,7 +106,8 @@ class FakeAnthropic(FakeOpenAI):
         body = await request.json()
         if (bad := self._invalid(body)) is not None:
             return _error(400, "invalid_request_error", bad)
-        key = hashlib.sha256(json.dumps([body.get("system"), body["messages"]], sort_keys=True).encode()).hexdigest()[:16]
+        ident = json.dumps([body.get("system"), body["messages"]], sort_keys=True)
+        key = hashlib.sha256(ident.encode()).hexdigest()[:16]
         self.attempts[key] += 1
         attempt = self.attempts[key]
         if self.limits is not None:

@@ -47,6 +47,8 @@ DEFAULT_PRICES: dict[str, tuple[float, float]] = {
     "o3": (2.00, 8.00),
     "o4-mini": (1.10, 4.40),
     "gpt-3.5-turbo": (0.50, 1.50),
+    "claude-3-haiku": (0.25, 1.25),
+    "claude-3-opus": (15.00, 75.00),
     "claude-3-5-haiku": (0.80, 4.00),
     "claude-3-5-sonnet": (3.00, 15.00),
     "claude-3-7-sonnet": (3.00, 15.00),
