@@ -223,8 +223,9 @@ class ChatRunner:
             # no usage reported: the bill is unknown, so the worst case is what counts against the cap
             cost = self.model.cost_usd(usage) if resp.get("usage") else worst
             self.budget.settle(ticket, cost)
-            self.limiter.settle(est_tokens, usage["prompt_tokens"] + usage["completion_tokens"], est_output,
-                                usage["completion_tokens"])
+            # Anthropic's input-token limit does not count prompt-cache reads (`cache_read_tokens`: Anthropic only)
+            self.limiter.settle(est_tokens, usage["prompt_tokens"] - usage.get("cache_read_tokens", 0)
+                                + usage["completion_tokens"], est_output, usage["completion_tokens"])
             await self._persist(records)
             # counted only now that the response is durable
             for r in records:
