@@ -153,6 +153,13 @@ def test_cancel_batches_then_rerun_keeps_what_finished(tmp_path: Path, fake_api,
     # nothing left to cancel: a second call does nothing
     assert main(["collect", "-c", str(cfg), "--cancel-batches"]) == 0
     assert "no unfinished batches" in capsys.readouterr().out and kinds(srv)["batch_cancel"] == 1
+    # killed after recording `cancelled_at` but before the provider's answer was recorded: the cancel is sent again
+    path = tmp_path / "run" / "collect-batches" / "t1.json"
+    data = json.loads(path.read_text())
+    data["chunks"][0]["status"] = "in_progress"
+    path.write_text(json.dumps(data))
+    assert main(["collect", "-c", str(cfg), "--cancel-batches"]) == 0
+    assert kinds(srv)["batch_cancel"] == 2 and state(tmp_path)[0]["status"] in ("cancelling", "canceling")
     assert main(["collect", "-c", str(cfg)]) == 0
     ds = load_records(tmp_path / "run" / "collect")
     assert sorted(ds["prompt_id"]) == sorted(f"q{i}" for i in range(10))

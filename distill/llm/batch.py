@@ -29,6 +29,8 @@ from distill.rundir import write_json
 from distill.schema import Section
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
+# statuses (OpenAI's and Anthropic's) that show a cancel reached the provider
+CANCEL_SEEN = {"cancelling", "cancelled", "canceling", "ended"}
 
 
 class BatchConfig(Section):
@@ -333,8 +335,8 @@ class BatchRunner:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         done = []
         for c in self.active:
-            if c.get("cancelled_at"):
-                continue
+            if c.get("cancelled_at") and c.get("status") in CANCEL_SEEN:
+                continue  # cancelled already (a cancel killed before its answer was recorded is sent again)
             if self._cancel_unsent(c):  # never created: nothing to cancel remotely, its requests go out again
                 c.update(state="done", status="cancelled before submission", cancelled_at=now)
                 self._save()
