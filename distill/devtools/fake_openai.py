@@ -14,6 +14,10 @@ A prompt containing `[reasoning:SHAPE]` gets a reasoning trace in that provider 
 (DeepSeek, older vLLM), reasoning (vLLM >= 0.11, OpenRouter), details (OpenRouter reasoning_details),
 summary (a summarized trace), encrypted (redacted), think (inline `<think>` in content), unknown (a field no
 client knows); usage then reports `completion_tokens_details.reasoning_tokens`.
+`--limits requests=N,tokens=N` enforces per-minute limits (429 + Retry-After, logged as `over_limit`) and
+announces them in `x-ratelimit-*` headers (`--silent-limits`: enforced, not announced). Batches:
+`POST /v1/batches/{id}/cancel` ends a batch with the first half of its lines answered; `--batch-hold N`: the
+first N batches never finish unless cancelled.
 """
 
 from __future__ import annotations
