@@ -20,7 +20,8 @@ with `thinking: {type: enabled}`) gets a thinking block first; `[omitted]` an em
 prompt sent as blocks with `cache_control` is "cached": its first request reports
 `cache_creation_input_tokens`, later ones `cache_read_input_tokens`. Batches end `--batch-delay` s after
 creation; the first `--batch-hold` batches never end by themselves (only a cancel ends them, with the first
-half of their requests answered); `[batch-error]` in a prompt makes that request `errored`.
+half of their requests answered); `[batch-error]` in a prompt makes that request `errored`;
+`--lose-batch-creates N`: the first N batches are created but answered 500.
 """
 
 from __future__ import annotations
@@ -62,8 +63,10 @@ def _text(content: Any) -> str:
 class FakeAnthropic(FakeOpenAI):
     """Reuses the OpenAI fake's fault draw, attempt counts and request log; Anthropic's wire."""
 
-    def __init__(self, *args: Any, limits: FakeLimits | None = None, batch_hold: int = 0, **kw: Any):
+    def __init__(self, *args: Any, limits: FakeLimits | None = None, batch_hold: int = 0, lose_creates: int = 0,
+                 **kw: Any):
         super().__init__(*args, **kw)
+        self.lose_creates = lose_creates
         self.limits = limits
         self.batch_hold = batch_hold
         self.cached_systems: set[str] = set()
@@ -225,6 +228,9 @@ class FakeAnthropic(FakeOpenAI):
             "_t0": time.monotonic(), "_requests": reqs, "_held": len(self.batches) < self.batch_hold,
         }
         self._log(kind="batch_create", batch_id=bid, requests=len(reqs))
+        if self.lose_creates > 0:  # created, but the answer is lost: a client that retries pays twice
+            self.lose_creates -= 1
+            return _error(500, "api_error", "Internal server error")
         return web.json_response(self._public(self.batches[bid]))
 
     def _end(self, b: dict[str, Any], host: str, cancelled: bool) -> None:
@@ -325,7 +331,7 @@ async def serve(args: argparse.Namespace) -> None:
     limits = FakeLimits(parse_limits(args.limits), "anthropic", advertise=not args.silent_limits) if args.limits else None
     fake = FakeAnthropic(args.latency, parse_faults(args.fault), args.api_key, args.log, args.hang, args.retry_after,
                          args.completion_tokens, batch_delay=args.batch_delay, batch_expire=args.batch_expire,
-                         limits=limits, batch_hold=args.batch_hold)
+                         limits=limits, batch_hold=args.batch_hold, lose_creates=args.lose_batch_creates)
     runner = web.AppRunner(fake.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=4096)
@@ -349,6 +355,8 @@ def main() -> None:
     ap.add_argument("--batch-delay", type=float, default=1.0, help="seconds until a batch ends")
     ap.add_argument("--batch-hold", type=int, default=0, help="the first N batches end only when cancelled")
     ap.add_argument("--batch-expire", action="store_true", help="batches end with half their requests expired")
+    ap.add_argument("--lose-batch-creates", type=int, default=0,
+                    help="the first N batch creates succeed but are answered 500")
     args = ap.parse_args()
     try:
         asyncio.run(serve(args))

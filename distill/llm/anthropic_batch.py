@@ -120,7 +120,8 @@ class AnthropicBatchRunner(BatchRunner):
         lines = self._lines(c)
         reqs = [{"custom_id": f"{c['nonce']}-{j}", "params": ln["params"]} for j, ln in enumerate(lines)]
         try:
-            return self.client.messages.batches.create(requests=reqs)
+            # no SDK retries here: a create that timed out may have happened, and a retry would pay twice
+            return self.client.with_options(max_retries=0).messages.batches.create(requests=reqs)
         except anthropic.BadRequestError as e:  # refused as a whole: say which request and field, never retry it
             c.update(state="done", status="rejected")
             self._save()
@@ -133,7 +134,10 @@ class AnthropicBatchRunner(BatchRunner):
                 where = f"line {int(m.group(1)) + 1} ({who}): "
             raise DistillError(redact(f"batch for '{self.ep.name}' was rejected by the server ({c['file']}): "
                                       f"{where}{msg}", self.ep.secrets)) from None
-        except anthropic.APIError as e:  # maybe created after all: the chunk stays `creating`, found on resume
+        except anthropic.APIError as e:  # maybe created after all: look now; else the chunk stays `creating`
+            found = self._find_created(c)  # and the next run looks again before creating it
+            if found is not None:
+                return found
             raise self._api_error("batch create", e) from None
 
     def _find_created(self, c: dict[str, Any]) -> Any:
