@@ -114,11 +114,15 @@ def test_batch_created_but_not_recorded_is_found_again(tmp_path: Path, fake_api)
     assert len(load_records(tmp_path / "run" / "collect")) == 12
 
 
-def test_create_answered_500_but_done_is_not_paid_twice(tmp_path: Path, fake_api) -> None:
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_create_answered_500_but_done_is_not_paid_twice(tmp_path: Path, fake_api, provider: str) -> None:
     """The server creates the batch but the answer is lost: no SDK retry (it would create a second batch); the
     runner looks for the batch it may have created and adopts it."""
-    srv = fake_api("anthropic", "--api-key", KEY, "--batch-delay", "0.3", "--lose-batch-creates", "1")
-    cfg = batch_mode(anthropic_config(tmp_path, srv.base_url, 8))
+    srv = fake_api(provider, "--api-key", KEY, "--batch-delay", "0.3", "--lose-batch-creates", "1")
+    if provider == "anthropic":
+        cfg = batch_mode(anthropic_config(tmp_path, srv.base_url, 8))
+    else:
+        cfg = batch_mode(write_config(tmp_path, srv.base_url, n_prompts=8, price={"prompt": 1.0, "completion": 2.0}))
     assert main(["collect", "-c", str(cfg)]) == 0
     assert kinds(srv)["batch_create"] == 1
     assert len(load_records(tmp_path / "run" / "collect")) == 8

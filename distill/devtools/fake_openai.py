@@ -17,7 +17,8 @@ client knows); usage then reports `completion_tokens_details.reasoning_tokens`.
 `--limits requests=N,tokens=N` enforces per-minute limits (429 + Retry-After, logged as `over_limit`) and
 announces them in `x-ratelimit-*` headers (`--silent-limits`: enforced, not announced). Batches:
 `POST /v1/batches/{id}/cancel` ends a batch with the first half of its lines answered; `--batch-hold N`: the
-first N batches never finish unless cancelled.
+first N batches never finish unless cancelled; `--lose-batch-creates N`: the first N batches are created but
+answered 500.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class FakeOpenAI:
                  log_path: str | None = None, hang_s: float = 60.0, retry_after: float = 0.05,
                  completion_tokens: int | None = None, model_name: str = "fake-model-0001",
                  batch_delay: float = 1.0, batch_expire: bool = False, prompt_tokens: str = "words",
-                 batch_hold: int = 0, limits: Any = None):
+                 batch_hold: int = 0, limits: Any = None, lose_creates: int = 0):
         self.latency = latency
         self.faults = faults or {}
         self.api_key = api_key
@@ -61,6 +62,7 @@ class FakeOpenAI:
         self.batch_expire = batch_expire
         self.prompt_tokens = prompt_tokens
         self.batch_hold = batch_hold
+        self.lose_creates = lose_creates
         self.limits = limits  # fake_limits.FakeLimits: enforced, and announced in x-ratelimit-* headers
 
     def _log(self, **entry: Any) -> None:
@@ -213,6 +215,9 @@ class FakeOpenAI:
             "_held": len(self.batches) < self.batch_hold,
         }
         self._log(kind="batch_create", batch_id=bid, input_file_id=fid, requests=n_lines)
+        if self.lose_creates > 0:  # created, but the answer is lost: a client that retries pays twice
+            self.lose_creates -= 1
+            return web.json_response({"error": {"message": "internal error"}}, status=500)
         return web.json_response(self._public(self.batches[bid]))
 
     def _public(self, b: dict[str, Any]) -> dict[str, Any]:
@@ -347,11 +352,11 @@ def parse_faults(items: list[str]) -> dict[str, float]:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    limits = FakeLimits(parse_limits(args.limits), "openai", advertise=not args.silent_limits) if args.limits else None
     fake = FakeOpenAI(args.latency, parse_faults(args.fault), args.api_key, args.log, args.hang,
                       args.retry_after, args.completion_tokens, batch_delay=args.batch_delay,
                       batch_expire=args.batch_expire, prompt_tokens=args.prompt_tokens, batch_hold=args.batch_hold,
-                      limits=FakeLimits(parse_limits(args.limits), "openai", advertise=not args.silent_limits)
-                      if args.limits else None)
+                      lose_creates=args.lose_batch_creates, limits=limits)
     runner = web.AppRunner(fake.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=4096)
@@ -376,6 +381,8 @@ def main() -> None:
     ap.add_argument("--batch-delay", type=float, default=1.0, help="seconds until a batch completes")
     ap.add_argument("--batch-expire", action="store_true", help="batches expire with half their requests undone")
     ap.add_argument("--batch-hold", type=int, default=0, help="the first N batches finish only when cancelled")
+    ap.add_argument("--lose-batch-creates", type=int, default=0,
+                    help="the first N batch creates succeed but are answered 500")
     ap.add_argument("--limits", default="", help="per-minute limits enforced and sent as x-ratelimit-* headers: "
                                                  "requests=N,tokens=N")
     ap.add_argument("--silent-limits", action="store_true", help="enforce --limits without the headers")

@@ -216,12 +216,25 @@ class BatchRunner:
             if c["state"] == "uploaded":
                 existing = self._find_batch(c["file_id"])
                 if existing is None:
-                    existing = self._call("batch create", lambda: self.client.batches.create(
-                        input_file_id=c["file_id"], endpoint="/v1/chat/completions",
-                        completion_window=self.cfg.completion_window,  # type: ignore[arg-type]
-                        metadata={"distill_chunk": f"{self.ep.name}-{c['chunk']}"}))
+                    existing = self._call("batch create", lambda: self._create(c))
                 c.update(batch_id=existing.id, state="submitted", status=existing.status)
                 self._save()
+
+    def _create(self, c: dict[str, Any]) -> Any:
+        """Create the chunk's batch without SDK retries: a create that failed (timeout, 5xx) may have happened,
+        and a retry would pay twice; look for it by its input file first."""
+        import openai
+
+        try:
+            return self.client.with_options(max_retries=0).batches.create(
+                input_file_id=c["file_id"], endpoint="/v1/chat/completions",
+                completion_window=self.cfg.completion_window,  # type: ignore[arg-type]
+                metadata={"distill_chunk": f"{self.ep.name}-{c['chunk']}"})
+        except openai.APIError:
+            found = self._find_batch(c["file_id"])
+            if found is not None:
+                return found
+            raise
 
     def _find_batch(self, file_id: str) -> Any:
         page = self._call("batch list", lambda: self.client.batches.list(limit=100))
