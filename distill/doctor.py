@@ -124,10 +124,14 @@ def _endpoints(cfg: Any) -> list[Any]:
 
 
 def probe_endpoint(ep: Any, timeout_s: float = 10.0) -> tuple[bool, str]:
-    """(reachable and key accepted, what was seen) from one `GET {base_url}/models`."""
+    """(reachable and key accepted, what was seen) from one `GET {base_url}/models` (Anthropic: `/v1/models`
+    with its `x-api-key` and `anthropic-version` headers)."""
     key = ep.api_key.get_secret_value()
-    req = urllib.request.Request(f"{ep.base_url.rstrip('/')}/models",
-                                 headers={"Authorization": f"Bearer {key}", **ep.headers})
+    if getattr(ep, "provider", "openai") == "anthropic":
+        url, auth = f"{ep.base_url}/v1/models", {"x-api-key": key, "anthropic-version": ep.anthropic_version}
+    else:
+        url, auth = f"{ep.base_url.rstrip('/')}/models", {"Authorization": f"Bearer {key}"}
+    req = urllib.request.Request(url, headers={**auth, **ep.headers})
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as r:
             ids = [m.get("id") for m in json.loads(r.read()).get("data", []) if isinstance(m, dict)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -50,6 +50,8 @@ class EvalBenchmark(Section):
 
 class EvalModel(EndpointConfig):
     """A model to score: an OpenAI-compatible endpoint, or a local model that eval serves with vLLM (`serve:`)."""
+
+    max_tokens_at_load: ClassVar[bool] = False  # each benchmark sets its own
 
     model: str | None = None  # type: ignore[assignment]  # required unless `serve` is set
     role: Role = Field(default="other", description="`teacher`, `student`, `base` (the report's gap roles), or "

@@ -25,7 +25,7 @@ from distill.manifest import write_manifest
 from distill.benchmarks import Benchmark, Item, get_benchmark, mean_stderr, pass_at_k
 from distill.errors import ConfigError, DistillError
 from distill.hub import resolve_model
-from distill.llm import ChatRequest, ChatRunner, EndpointConfig, RequestModel, ResponseCache
+from distill.llm import ChatRequest, ChatRunner, EndpointConfig, request_model, ResponseCache
 from distill.llm.budget import Budget
 from distill.llm.endpoint import SamplingParams
 from distill.progress import console, make_progress
@@ -257,7 +257,7 @@ def make_runners(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, 
     for lb in loaded:
         ep = _endpoint_for(m, lb, ecfg, base_url, model_id)
         # a model served here: keyed by its files, not its random port, and not paid per token
-        r = ChatRunner(RequestModel(ep, identity=identity), cache, budget=None if identity else budget)
+        r = ChatRunner(request_model(ep, identity=identity), cache, budget=None if identity else budget)
         out.append((lb, r))
     return out
 

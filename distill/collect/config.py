@@ -67,7 +67,9 @@ class CollectConfig(Section):
                                                                        "`max_tokens`")
     truncated_retry_factor: float = Field(default=2.0, gt=1, description="`max_tokens` multiplier for that retry")
     estimate: EstimateConfig = Field(default_factory=EstimateConfig)
-    mode: Literal["online", "batch"] = Field(default="online", description="`online` or `batch` (OpenAI Batch API)")
+    mode: Literal["online", "batch"] = Field(default="online", description="`online` or `batch` (OpenAI Batch API, or "
+                                                                               "Anthropic's Message Batches API for "
+                                                                               "`provider: anthropic`)")
     batch: BatchConfig = Field(default_factory=BatchConfig)
     conversation: ConversationConfig = Field(default_factory=ConversationConfig)
     parser: str | None = Field(default=None, description="`module:function` called as `(row, completion)` on every "

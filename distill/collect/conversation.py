@@ -17,7 +17,7 @@ from typing import Any
 
 from distill.collect.config import CollectConfig
 from distill.errors import InputError
-from distill.llm import ChatRequest, ChatRunner, RequestModel, ResponseCache, Runner, RunStats
+from distill.llm import ChatRequest, ChatRunner, ResponseCache, Runner, RunStats, request_model
 from distill.llm.budget import Budget
 
 Conversation = dict[str, Any]  # index, row, messages (prompt turns, no endpoint system prompt), ended
@@ -46,7 +46,7 @@ class UserSimulator:
             self.source = f"function {conv.user_function}"
         else:
             assert conv.user is not None
-            self.runner = ChatRunner(RequestModel(conv.user), cache, budget=budget)
+            self.runner = ChatRunner(request_model(conv.user), cache, budget=budget)
             self.source = f"{conv.user.name} ({conv.user.model})"
 
     async def next_messages(self, convs: list[Conversation], failures: list[dict[str, Any]],
@@ -99,7 +99,7 @@ async def continue_conversations(cfg: CollectConfig, ds: Any, cache: ResponseCac
     for r in runners:
         convs = _first_turns(ds, cache, r)
         counts = per_turn.setdefault(r.ep.name, {"1": len(convs)})
-        teacher = ChatRunner(RequestModel(r.ep), cache, budget=budget)
+        teacher = ChatRunner(request_model(r.ep), cache, budget=budget)
         stats.append(teacher.stats)
         out = later.setdefault(r.ep.name, [])
         for turn in range(2, cfg.conversation.turns + 1):

@@ -14,7 +14,7 @@ import statistics
 from typing import Any
 
 from distill.errors import DistillError
-from distill.llm import ChatRequest, ChatRunner, EndpointConfig, RequestModel, ResponseCache
+from distill.llm import ChatRequest, ChatRunner, EndpointConfig, request_model, ResponseCache
 from distill.llm.budget import Budget
 from distill.llm.pricing import Price
 from distill.llm.request import estimate_prompt_tokens
@@ -78,7 +78,7 @@ def _pilot_indices(n_uncached: int, k: int) -> list[int]:
 def estimate_teacher(ep: EndpointConfig, ds: Any, cache: ResponseCache, est: EstimateConfig,
                      budget: Budget | None = None) -> dict[str, Any]:
     """One teacher's estimate; the pilot's spend goes to `budget` (the collect stage's ledger and cap)."""
-    runner = ChatRunner(model := RequestModel(ep), cache, budget=budget)
+    runner = ChatRunner(model := request_model(ep), cache, budget=budget)
     if not runner.price.known:
         raise DistillError(
             f"no price for model {ep.model!r} (teacher '{ep.name}'): set `price: {{prompt: X, completion: Y}}` "

@@ -15,7 +15,8 @@ from typing import Any
 from distill.errors import InputError
 from distill.collect.config import CollectConfig
 from distill.collect.estimate import estimate_teacher, print_estimate
-from distill.llm import ChatRequest, ChatRunner, EndpointConfig, OnResult, RequestModel, ResponseCache, Runner, RunStats
+from distill.llm import (ChatRequest, ChatRunner, EndpointConfig, OnResult, ResponseCache, Runner, RunStats,
+                         request_model)
 from distill.llm.batch import BatchRunner
 from distill.llm.budget import Budget
 from distill.llm.errors import RunStopped
@@ -28,6 +29,7 @@ RECORD_COLUMNS = [
     "reasoning", "reasoning_status", "finish_reason", "prompt_tokens", "completion_tokens", "reasoning_tokens",
     "cost_usd", "latency_s", "created_at", "response_id", "attempts", "params", "reference", "metadata",
     "length_retry", "raw", "batch_id", "structured",
+    "cache_read_tokens", "cache_write_tokens",  # prompt tokens read from / written to the provider's prompt cache
 ]
 
 
@@ -65,11 +67,14 @@ def _longer(ep: EndpointConfig, factor: float) -> EndpointConfig:
 def _make_runner(cfg: CollectConfig, ep: EndpointConfig, cache: ResponseCache, budget: Budget, state_dir: Path,
                  ds: Any, progress: Any) -> Runner:
     """The executor of one teacher's requests for `collect.mode`: the one place a mode plugs in."""
-    model = RequestModel(ep)
+    model = request_model(ep)
     if cfg.mode == "online":
         return ChatRunner(model, cache, budget=budget)
     task = progress.add_task(f"batch {ep.name}", total=None, stats="")
-    return BatchRunner(
+    kind = BatchRunner
+    if ep.provider == "anthropic":
+        from distill.llm.anthropic_batch import AnthropicBatchRunner as kind  # the SDK is imported only when used
+    return kind(
         model, cache, budget=budget, cfg=cfg.batch, state_path=state_dir / f"{ep.name}.json",
         describe=lambda req: repr(ds[req.tag]["prompt_id"]),
         on_poll=lambda st: progress.update(task, total=st["total"], completed=st["done"], stats=st["statuses"]))
@@ -128,7 +133,7 @@ async def _collect(cfg: CollectConfig, ds: Any, cache: ResponseCache, state_dir:
         for r in runners:
             todo = truncated[r.ep.name]
             if todo and r.ep.params.max_output_tokens and stopped is None:
-                retry = ChatRunner(RequestModel(_longer(r.ep, cfg.truncated_retry_factor)), cache, budget=budget)
+                retry = ChatRunner(request_model(_longer(r.ep, cfg.truncated_retry_factor)), cache, budget=budget)
                 task = progress.add_task(f"retry truncated {r.ep.name}", total=sum(len(q.samples) for q in todo), stats="")
                 stopped = await _until_stopped(retry.run(todo, on_result_for(retry)))
                 progress.update(task, completed=retry.stats.requests_total, stats=_stats_text(retry.stats, t0))

@@ -50,7 +50,7 @@ def _endpoint(cfg: JudgeConfig) -> Any:
 def _ask(rows: Rows, todo: np.ndarray, cfg: JudgeConfig) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(score per row, reasoning per row, the runner's stats) for the rows in `todo`; NaN / None where the judge
     gave no verdict."""
-    from distill.llm import ChatRequest, ChatRunner, RequestModel, ResponseCache
+    from distill.llm import ChatRequest, ChatRunner, ResponseCache, request_model
     from distill.llm.budget import Budget
     from distill.progress import make_progress
 
@@ -64,7 +64,7 @@ def _ask(rows: Rows, todo: np.ndarray, cfg: JudgeConfig) -> tuple[np.ndarray, np
                 for i in todo]
     cache = ResponseCache(rows.layout.cache)
     budget = Budget.open(rows.layout.root, "curate", cfg.budget_usd)
-    runner = ChatRunner(RequestModel(_endpoint(cfg)), cache, budget=budget)
+    runner = ChatRunner(request_model(_endpoint(cfg)), cache, budget=budget)
     try:
         with make_progress(rows.progress) as progress:
             task = progress.add_task(f"curate: judge ({runner.ep.name})", total=len(requests), stats="")

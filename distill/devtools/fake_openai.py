@@ -21,6 +21,11 @@ prompt, an integer `score` is the last `[score:N]` in the messages (else 1-10 fr
 would vary), other numbers the prompt length clamped to the schema's bounds. `[json:bad]` in the prompt answers
 text that is not JSON, `[json:bad-once]` does so on the first attempt only, `[json:wrong]` answers JSON that
 misses the schema's required fields.
+`--limits requests=N,tokens=N` enforces per-minute limits (429 + Retry-After, logged as `over_limit`) and
+announces them in `x-ratelimit-*` headers (`--silent-limits`: enforced, not announced). Batches:
+`POST /v1/batches/{id}/cancel` ends a batch with the first half of its lines answered; `--batch-hold N`: the
+first N batches never finish unless cancelled; `--lose-batch-creates N`: the first N batches are created but
+answered 500.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from collections import defaultdict
 from typing import Any
 
 from aiohttp import web
+
+from distill.devtools.fake_limits import FakeLimits, parse_limits
 
 FAULTS = ("rate_limit", "server_error", "timeout", "drop", "malformed", "empty_choices")
 
@@ -54,7 +61,8 @@ class FakeOpenAI:
     def __init__(self, latency: float = 0.0, faults: dict[str, float] | None = None, api_key: str | None = None,
                  log_path: str | None = None, hang_s: float = 60.0, retry_after: float = 0.05,
                  completion_tokens: int | None = None, model_name: str = "fake-model-0001",
-                 batch_delay: float = 1.0, batch_expire: bool = False, prompt_tokens: str = "words"):
+                 batch_delay: float = 1.0, batch_expire: bool = False, prompt_tokens: str = "words",
+                 batch_hold: int = 0, limits: Any = None, lose_creates: int = 0):
         self.latency = latency
         self.faults = faults or {}
         self.api_key = api_key
@@ -70,6 +78,9 @@ class FakeOpenAI:
         self.batch_delay = batch_delay
         self.batch_expire = batch_expire
         self.prompt_tokens = prompt_tokens
+        self.batch_hold = batch_hold
+        self.lose_creates = lose_creates
+        self.limits = limits  # fake_limits.FakeLimits: enforced, and announced in x-ratelimit-* headers
 
     def _log(self, **entry: Any) -> None:
         if self.log:
@@ -104,6 +115,12 @@ class FakeOpenAI:
         key = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:16]
         self.attempts[key] += 1
         attempt = self.attempts[key]
+        if self.limits is not None:
+            wait = self.limits.admit(sum(len(str(m.get("content", "")).split()) + 4 for m in messages))
+            if wait is not None:
+                self._log(key=key, attempt=attempt, status=429, kind="over_limit")
+                return web.json_response({"error": {"message": "Rate limit reached for requests"}}, status=429,
+                                         headers={"Retry-After": f"{wait:.3f}", **self.limits.headers()})
         fault = self._draw(key, attempt)
         if self.latency:
             await asyncio.sleep(self.latency)
@@ -137,7 +154,10 @@ class FakeOpenAI:
         self._log(key=key, attempt=attempt, status=200, kind="ok", n=int(body.get("n") or 1), prompt=prompt[:200],
                   response_format=rf.get("type") if isinstance(rf, dict) else None,
                   prompt_tokens=resp["usage"]["prompt_tokens"], completion_tokens=resp["usage"]["completion_tokens"])
-        return web.json_response(resp)
+        if self.limits is None:
+            return web.json_response(resp)
+        self.limits.charge_output(resp["usage"]["completion_tokens"])
+        return web.json_response(resp, headers=self.limits.headers())
 
     def answer(self, body: dict[str, Any], response_id: str, attempt: int = 1) -> dict[str, Any]:
         """The deterministic chat completion for a request body (shared by /chat/completions and batches)."""
@@ -219,16 +239,22 @@ class FakeOpenAI:
             "completion_window": body.get("completion_window"), "status": "validating", "created_at": int(time.time()),
             "output_file_id": None, "error_file_id": None, "errors": None, "metadata": body.get("metadata"),
             "request_counts": {"total": n_lines, "completed": 0, "failed": 0}, "_t0": time.monotonic(),
+            "_held": len(self.batches) < self.batch_hold,
         }
         self._log(kind="batch_create", batch_id=bid, input_file_id=fid, requests=n_lines)
+        if self.lose_creates > 0:  # created, but the answer is lost: a client that retries pays twice
+            self.lose_creates -= 1
+            return web.json_response({"error": {"message": "internal error"}}, status=500)
         return web.json_response(self._public(self.batches[bid]))
 
     def _public(self, b: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in b.items() if not k.startswith("_")}
 
     def _advance(self, b: dict[str, Any]) -> None:
-        """Batches finish `batch_delay` seconds after creation (or expire, with `batch_expire`)."""
-        if b["status"] not in ("validating", "in_progress"):
+        """Batches finish `batch_delay` seconds after creation (or expire, with `batch_expire`); the first
+        `batch_hold` never finish by themselves; a cancelled one ends with the first half of its lines answered."""
+        cancelling = b["status"] == "cancelling"
+        if b["status"] not in ("validating", "in_progress") and not cancelling:
             return
         age = time.monotonic() - b["_t0"]
         lines = [json.loads(ln) for ln in self.files[b["input_file_id"]].splitlines() if ln.strip()]
@@ -236,13 +262,15 @@ class FakeOpenAI:
         if bad:
             b.update(status="failed", errors={"object": "list", "data": bad})
             return
-        if age < self.batch_delay:
+        if not cancelling and (age < self.batch_delay or b["_held"]):
             b["status"] = "in_progress"
             b["request_counts"]["completed"] = int(len(lines) * age / self.batch_delay)
             return
         out, errs = [], []
         for i, line in enumerate(lines):
             prompt = line["body"]["messages"][-1].get("content", "")
+            if cancelling and i >= len(lines) // 2:
+                continue  # never ran: in neither file
             if self.batch_expire and i >= len(lines) // 2:
                 errs.append({"id": f"req_{i}", "custom_id": line["custom_id"], "response": None,
                              "error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}})
@@ -259,7 +287,8 @@ class FakeOpenAI:
         if errs:
             eid = f"file-{len(self.files) + 1:04d}"
             self.files[eid] = "".join(json.dumps(e) + "\n" for e in errs).encode()
-        b.update(status="expired" if self.batch_expire else "completed", output_file_id=oid, error_file_id=eid,
+        b.update(status="cancelled" if cancelling else "expired" if self.batch_expire else "completed",
+                 output_file_id=oid, error_file_id=eid,
                  request_counts={"total": len(lines), "completed": len(out), "failed": len(errs)})
         self._log(kind="batch_done", batch_id=b["id"], status=b["status"], completed=len(out), failed=len(errs))
 
@@ -284,6 +313,17 @@ class FakeOpenAI:
             return web.json_response({"error": {"message": "No such batch"}}, status=404)
         self._advance(b)
         self._log(kind="batch_poll", batch_id=b["id"], status=b["status"])
+        return web.json_response(self._public(b))
+
+    async def cancel_batch(self, request: web.Request) -> web.Response:
+        if (err := self._auth_error(request)) is not None:
+            return err
+        b = self.batches.get(request.match_info["bid"])
+        if b is None:
+            return web.json_response({"error": {"message": "No such batch"}}, status=404)
+        if b["status"] in ("validating", "in_progress"):
+            b["status"] = "cancelling"
+        self._log(kind="batch_cancel", batch_id=b["id"], status=b["status"])
         return web.json_response(self._public(b))
 
     async def list_batches(self, request: web.Request) -> web.Response:
@@ -318,6 +358,7 @@ class FakeOpenAI:
         app.router.add_post("/v1/batches", self.create_batch)
         app.router.add_get("/v1/batches", self.list_batches)
         app.router.add_get("/v1/batches/{bid}", self.get_batch)
+        app.router.add_post("/v1/batches/{bid}/cancel", self.cancel_batch)
         return app
 
 
@@ -435,9 +476,11 @@ def parse_faults(items: list[str]) -> dict[str, float]:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    limits = FakeLimits(parse_limits(args.limits), "openai", advertise=not args.silent_limits) if args.limits else None
     fake = FakeOpenAI(args.latency, parse_faults(args.fault), args.api_key, args.log, args.hang,
                       args.retry_after, args.completion_tokens, batch_delay=args.batch_delay,
-                      batch_expire=args.batch_expire, prompt_tokens=args.prompt_tokens)
+                      batch_expire=args.batch_expire, prompt_tokens=args.prompt_tokens, batch_hold=args.batch_hold,
+                      lose_creates=args.lose_batch_creates, limits=limits)
     runner = web.AppRunner(fake.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=4096)
@@ -461,6 +504,12 @@ def main() -> None:
                     help="usage.prompt_tokens: words + 4 per message, or UTF-8 bytes + 4 (a tokenizer's worst case)")
     ap.add_argument("--batch-delay", type=float, default=1.0, help="seconds until a batch completes")
     ap.add_argument("--batch-expire", action="store_true", help="batches expire with half their requests undone")
+    ap.add_argument("--batch-hold", type=int, default=0, help="the first N batches finish only when cancelled")
+    ap.add_argument("--lose-batch-creates", type=int, default=0,
+                    help="the first N batch creates succeed but are answered 500")
+    ap.add_argument("--limits", default="", help="per-minute limits enforced and sent as x-ratelimit-* headers: "
+                                                 "requests=N,tokens=N")
+    ap.add_argument("--silent-limits", action="store_true", help="enforce --limits without the headers")
     args = ap.parse_args()
     try:
         import uvloop  # type: ignore[import-not-found]

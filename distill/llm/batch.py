@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,8 @@ from distill.rundir import write_json
 from distill.schema import Section
 
 TERMINAL = {"completed", "failed", "expired", "cancelled"}
+# statuses (OpenAI's and Anthropic's) that show a cancel reached the provider
+CANCEL_SEEN = {"cancelling", "cancelled", "canceling", "ended"}
 
 
 class BatchConfig(Section):
@@ -51,8 +54,6 @@ class BatchRunner:
     def __init__(self, model: RequestModel, cache: ResponseCache, *, budget: Budget | None, cfg: BatchConfig,
                  state_path: Path, describe: Callable[[ChatRequest], str] = lambda r: repr(r.tag),
                  on_poll: Callable[[dict[str, Any]], None] = lambda st: None):
-        import openai  # here, not at import (start-up time)
-
         self.online = ChatRunner(model, cache, budget=budget)  # the online fallback: same model, budget, stats
         self.model, self.ep, self.price, self.cache = model, model.endpoint, model.price, cache
         self.budget, self.stats = self.online.budget, self.online.stats
@@ -63,11 +64,17 @@ class BatchRunner:
         self.dir = state_path.parent
         self.dir.mkdir(parents=True, exist_ok=True)
         self.state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.exists() else {"chunks": []}
-        ep = self.ep
-        self.client = openai.OpenAI(base_url=ep.base_url, api_key=ep.api_key.get_secret_value(), max_retries=4,
-                                    timeout=ep.timeout_s, default_headers=ep.headers or None)
+        self.client = self._make_client()
         self.failed_items: list[tuple[str, str]] = []  # (custom_id, error)
+        self.cancelled_items: list[str] = []  # custom ids a batch we cancelled never ran: submitted again
         self._requests: dict[str, ChatRequest] = {}
+
+    def _make_client(self) -> Any:
+        import openai  # here, not at import (start-up time)
+
+        ep = self.ep
+        return openai.OpenAI(base_url=ep.base_url, api_key=ep.api_key.get_secret_value(), max_retries=4,
+                             timeout=ep.timeout_s, default_headers=ep.headers or None)
 
     # -- the run ---------------------------------------------------------------------------------------------
     async def run(self, requests: Iterable[ChatRequest], on_result: OnResult) -> RunStats:
@@ -79,6 +86,10 @@ class BatchRunner:
         while True:
             while self.poll(on_result)["active"]:
                 await asyncio.sleep(self.cfg.poll_interval_s)
+            cancelled = self.take_cancelled()
+            if cancelled:  # `--cancel-batches` stopped them: what never ran goes out again, as a batch
+                self.submit(cancelled, generation)
+                continue
             failed = self.take_failed()
             if not failed:
                 return self.stats
@@ -205,12 +216,25 @@ class BatchRunner:
             if c["state"] == "uploaded":
                 existing = self._find_batch(c["file_id"])
                 if existing is None:
-                    existing = self._call("batch create", lambda: self.client.batches.create(
-                        input_file_id=c["file_id"], endpoint="/v1/chat/completions",
-                        completion_window=self.cfg.completion_window,  # type: ignore[arg-type]
-                        metadata={"distill_chunk": f"{self.ep.name}-{c['chunk']}"}))
+                    existing = self._call("batch create", lambda: self._create(c))
                 c.update(batch_id=existing.id, state="submitted", status=existing.status)
                 self._save()
+
+    def _create(self, c: dict[str, Any]) -> Any:
+        """Create the chunk's batch without SDK retries: a create that failed (timeout, 5xx) may have happened,
+        and a retry would pay twice; look for it by its input file first."""
+        import openai
+
+        try:
+            return self.client.with_options(max_retries=0).batches.create(
+                input_file_id=c["file_id"], endpoint="/v1/chat/completions",
+                completion_window=self.cfg.completion_window,  # type: ignore[arg-type]
+                metadata={"distill_chunk": f"{self.ep.name}-{c['chunk']}"})
+        except openai.APIError:
+            found = self._find_batch(c["file_id"])
+            if found is not None:
+                return found
+            raise
 
     def _find_batch(self, file_id: str) -> Any:
         page = self._call("batch list", lambda: self.client.batches.list(limit=100))
@@ -285,12 +309,12 @@ class BatchRunner:
                 self.stats.errors[f"batch_{kind}"] += 1
                 self.failed_items.append((cid, str(err.get("message") or kind)))
                 answered.add(cid)
-        # requests the batch never reported on (cancelled, or expired without an error line) fail too
+        # requests the batch never reported on (cancelled, or expired without an error line) fail too, unless we
+        # cancelled the batch ourselves: those are submitted again
         for line in (self.dir / c["file"]).read_text(encoding="utf-8").splitlines():
             cid = json.loads(line)["custom_id"]
             if cid not in answered:
-                self.stats.errors[f"batch_{b.status}"] += 1
-                self.failed_items.append((cid, f"batch {b.status}"))
+                self._unanswered(c, cid, str(b.status))
         self.cache.put_many((x["id"], self.ep.name, x["sample_index"], x)
                             for recs, _, _ in records_by_cid.values() for x in recs)
         c.update(state="done", status=b.status)
@@ -306,6 +330,55 @@ class BatchRunner:
         rk, _, samples = cid.rpartition("|")
         pending = {int(i): sample_key(rk, int(i)) for i in samples.split(",") if i}
         return self.model.records(body, pending, latency=None, attempts=1, batch_id=batch_id)
+
+    def _unanswered(self, c: dict[str, Any], cid: str, status: str) -> None:
+        """An item a finished batch did not run: cancelled by us (sent again) or failed (the fallback's)."""
+        if c.get("cancelled_at"):
+            self.cancelled_items.append(cid)
+        else:
+            self.stats.errors[f"batch_{status}"] += 1
+            self.failed_items.append((cid, f"batch {status}"))
+
+    def take_cancelled(self) -> list[ChatRequest]:
+        """The items of batches we cancelled that never ran, as requests of this run (others are dropped: a
+        changed config asks other requests), clearing the list."""
+        out = [self._requests[cid] for cid in self.cancelled_items if cid in self._requests]
+        self.cancelled_items = []
+        return out
+
+    # -- cancel ----------------------------------------------------------------------------------------------
+    def cancel(self) -> list[dict[str, Any]]:
+        """`collect --cancel-batches`: cancel every submitted batch not yet finished, recording it in the state
+        file first (a re-run then collects what finished and submits the rest again). Returns what was done."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        done = []
+        for c in self.active:
+            if c.get("cancelled_at") and c.get("status") in CANCEL_SEEN:
+                continue  # cancelled already (a cancel killed before its answer was recorded is sent again)
+            if self._cancel_unsent(c):  # never created: nothing to cancel remotely, its requests go out again
+                c.update(state="done", status="cancelled before submission", cancelled_at=now)
+                self._save()
+                done.append({"chunk": c["chunk"], "batch_id": None, "status": c["status"]})
+                continue
+            c["cancelled_at"] = now  # recorded before acting: a killed cancel is still known as ours
+            self._save()
+            status = self._cancel_remote(c)
+            c["status"] = status
+            self._save()
+            done.append({"chunk": c["chunk"], "batch_id": c["batch_id"], "status": status})
+        return done
+
+    def _cancel_unsent(self, c: dict[str, Any]) -> bool:
+        """True when the chunk has no batch on the server (after looking for one a killed run created)."""
+        if c["state"] == "uploaded" and c.get("batch_id") is None:
+            found = self._find_batch(c["file_id"])
+            if found is not None:
+                c.update(batch_id=found.id, state="submitted", status=found.status)
+                self._save()
+        return c["state"] not in ("submitted",)
+
+    def _cancel_remote(self, c: dict[str, Any]) -> str:
+        return str(self._call("batch cancel", lambda: self.client.batches.cancel(c["batch_id"])).status)
 
     def take_failed(self) -> list[ChatRequest]:
         """The failed items as requests (for a fallback), clearing the list."""

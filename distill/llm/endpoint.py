@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from distill.schema import Section
 
@@ -54,6 +54,14 @@ class PriceConfig(Section):
                                             "to start (set this); without a budget it costs $0 and a warning says "
                                             "so (default: built-in table)")
     completion: float = Field(ge=0, description="$ per 1M completion tokens (default: built-in table)")
+    cache_read: float | None = Field(default=None, ge=0, description="$ per 1M prompt tokens read from the "
+                                                                     "provider's prompt cache (Anthropic "
+                                                                     "`cache_read_input_tokens`; default 0.1 x "
+                                                                     "`prompt`)")
+    cache_write: float | None = Field(default=None, ge=0, description="$ per 1M prompt tokens written to the "
+                                                                      "provider's prompt cache (Anthropic "
+                                                                      "`cache_creation_input_tokens`; default 1.25 x "
+                                                                      "`prompt`)")
 
 
 class RetryConfig(Section):
@@ -65,20 +73,48 @@ class RetryConfig(Section):
                                                                        "retries) that stop the run")
 
 
+ANTHROPIC_URL = "https://api.anthropic.com"
+# SamplingParams the Anthropic Messages API has no field for: refused at load, not silently dropped
+ANTHROPIC_UNSUPPORTED = ("seed", "presence_penalty", "frequency_penalty", "reasoning_effort", "reasoning")
+
+
 class EndpointConfig(Section):
-    """One model behind one OpenAI-compatible API."""
+    """One model behind one API: OpenAI-compatible (`provider: openai`) or Anthropic's Messages API."""
+
+    # Anthropic requires max_tokens; an eval model gets its benchmark's when none is set, so it may load without
+    max_tokens_at_load: ClassVar[bool] = True
 
     name: str = Field(description="label in records and reports")
-    base_url: str = Field(default="https://api.openai.com/v1", description="any OpenAI-compatible API")
-    api_key: SecretStr = Field(default=SecretStr("EMPTY"), description="write `${OPENAI_API_KEY}`; never logged")
+    provider: Literal["openai", "anthropic"] = Field(
+        default="openai", description="wire format: `openai` (any OpenAI-compatible API) or `anthropic` (the "
+                                      "Messages API and its Message Batches API; needs `max_tokens`)")
+    base_url: str = Field(default="https://api.openai.com/v1", description="any OpenAI-compatible API (default for "
+                                                                          "`provider: anthropic`: "
+                                                                          "https://api.anthropic.com)")
+    api_key: SecretStr = Field(default=SecretStr("EMPTY"), description="write `${OPENAI_API_KEY}` (or "
+                                                                       "`${ANTHROPIC_API_KEY}`); never logged")
     model: str = Field(description="model id sent to the API")
     params: SamplingParams = Field(default_factory=SamplingParams)
     system_prompt: str | None = Field(default=None, description="system message for this endpoint")
     headers: dict[str, str] = Field(default_factory=dict, description="extra HTTP headers (e.g. OpenRouter's "
                                                                       "`HTTP-Referer`, `X-Title`)")
     concurrency: int = Field(default=32, ge=1, description="requests in flight at most")
-    rpm: float | None = Field(default=None, gt=0, description="requests per minute")
-    tpm: float | None = Field(default=None, gt=0, description="tokens per minute (prompt + completion)")
+    rpm: float | None = Field(default=None, gt=0, description="requests per minute at most (optional ceiling: the "
+                                                              "provider's `x-ratelimit-*` / `anthropic-ratelimit-*` "
+                                                              "headers pace the run anyway)")
+    tpm: float | None = Field(default=None, gt=0, description="tokens per minute at most (prompt + completion; "
+                                                              "optional ceiling, as `rpm`)")
+    input_tpm: float | None = Field(default=None, gt=0, description="prompt tokens per minute at most (optional "
+                                                                    "ceiling; Anthropic limits input and output "
+                                                                    "tokens separately)")
+    output_tpm: float | None = Field(default=None, gt=0, description="completion tokens per minute at most "
+                                                                     "(optional ceiling, charged `max_tokens` up "
+                                                                     "front and corrected by the true usage)")
+    prompt_cache: bool = Field(default=False, description="`provider: anthropic`: mark the system prompt "
+                                                          "`cache_control: ephemeral`, so requests sharing it read "
+                                                          "it from Anthropic's prompt cache (priced at `cache_read`)")
+    anthropic_version: str = Field(default="2023-06-01", description="`anthropic-version` header "
+                                                                     "(`provider: anthropic`)")
     timeout_s: float = Field(default=300.0, gt=0, description="per request")
     retry: RetryConfig = Field(default_factory=RetryConfig)
     price: PriceConfig | None = Field(default=None, description="overrides the built-in price table")
@@ -94,6 +130,24 @@ class EndpointConfig(Section):
         if not v.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return v.rstrip("/")
+
+    @model_validator(mode="after")
+    def _provider(self) -> EndpointConfig:
+        """Anthropic: its own default URL (a trailing /v1 is dropped: paths are /v1/messages...), a required
+        max_tokens, and no OpenAI-only parameters (one error naming the teacher and the field)."""
+        if self.provider != "anthropic":
+            return self
+        if "base_url" not in self.model_fields_set:
+            self.base_url = ANTHROPIC_URL
+        if self.base_url.endswith("/v1"):
+            self.base_url = self.base_url[: -len("/v1")]
+        bad = [k for k in ANTHROPIC_UNSUPPORTED if getattr(self.params, k) is not None]
+        if bad:
+            raise ValueError(f"'{self.name}' (provider: anthropic): params.{bad[0]} has no Anthropic Messages API "
+                             "equivalent; remove it (or pass a provider field through params.extra_body)")
+        if self.params.max_output_tokens is None and self.max_tokens_at_load:
+            raise ValueError(f"'{self.name}' (provider: anthropic): params.max_tokens is required by the Messages API")
+        return self
 
     @field_validator("api_key")
     @classmethod

@@ -63,6 +63,8 @@ def classify(err: BaseException, endpoint_name: str, base_url: str, model: str) 
             )
         if code == 429:
             return Failure("rate_limit", True, False, f"429 rate limited by {where}", _retry_after(err))
+        if code == 529:  # Anthropic: the API is overloaded (not our request's fault); retried, Retry-After honoured
+            return Failure("overloaded", True, False, f"529 overloaded: {where}: {body}", _retry_after(err))
         if code in (408, 409) or code >= 500:
             return Failure("server_error" if code >= 500 else f"http_{code}", True, False, f"{code} from {where}: {body}", _retry_after(err))
         return Failure("bad_request" if code == 400 else f"http_{code}", False, False, f"{code} from {where}: {body}")

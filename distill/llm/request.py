@@ -52,6 +52,7 @@ class RunStats:
     latencies: list[float] = field(default_factory=list)
     errors: Counter = field(default_factory=Counter)
     stopped: str | None = None
+    rate_limits: dict[str, float] = field(default_factory=dict)  # per-minute limits the provider's headers announced
 
     def count_response(self, samples: int, usage: dict[str, int], cost: float, latency: float | None) -> None:
         """One answered request (online or from a batch), counted once its records are in the cache."""
@@ -70,6 +71,7 @@ class RunStats:
         self.latencies.extend(other.latencies)
         self.errors.update(other.errors)
         self.stopped = self.stopped or other.stopped
+        self.rate_limits.update(other.rate_limits)
 
     def summary(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -92,6 +94,7 @@ class RunStats:
             "latency_p95_s": pct(0.95),
             "errors": dict(self.errors),
             "stopped": self.stopped,
+            "rate_limits": dict(self.rate_limits),
         }
 
 
@@ -103,11 +106,24 @@ def estimate_prompt_tokens(messages: list[dict[str, Any]]) -> int:
     return sum(approx_tokens(str(m.get("content") or "")) + 4 for m in messages) + 3
 
 
+def request_model(endpoint: EndpointConfig, *, identity: str | None = None) -> RequestModel:
+    """The request model of an endpoint's wire format (`provider`): the one place a provider plugs in."""
+    if endpoint.provider == "anthropic":
+        from distill.llm.anthropic import AnthropicRequestModel
+
+        return AnthropicRequestModel(endpoint, identity=identity)
+    return RequestModel(endpoint, identity=identity)
+
+
 class RequestModel:
     """One endpoint's requests: body, cache identity and keys, worst-case cost, records from a response.
+    This class is the OpenAI chat-completions wire format; `anthropic.AnthropicRequestModel` overrides the
+    wire-format methods (`transport`, `body`, `check`, `usage`, `records`).
 
     `identity` replaces the base URL in cache keys: a model eval serves itself is reached on a random port, so
     its keys name the served files instead (a re-run finds its answers; a retrained model does not)."""
+
+    max_n = 1 << 30  # samples one request may ask for (`n`); Anthropic has no `n`: one sample per request
 
     def __init__(self, endpoint: EndpointConfig, *, identity: str | None = None):
         self.endpoint = endpoint
@@ -146,6 +162,26 @@ class RequestModel:
     def sample_keys(self, messages: list[dict[str, Any]], samples: list[int]) -> list[str]:
         rk = self.request_key(messages)
         return [sample_key(rk, i) for i in samples]
+
+    def transport(self, observe: Any = None) -> Any:
+        """The online wire (made inside the event loop): POST /chat/completions with Bearer auth."""
+        from distill.llm.transport import ChatTransport
+
+        return ChatTransport(self.endpoint, observe)
+
+    def check(self, resp: Any) -> dict[str, Any]:
+        """A 200 answer that is not a usable completion raises (classified and retried by the runner)."""
+        if not isinstance(resp, dict):
+            raise ValueError(f"expected a JSON object, got {type(resp).__name__}")
+        if not resp.get("choices"):
+            from distill.llm.errors import EmptyChoices
+
+            raise EmptyChoices()
+        return resp
+
+    def usage(self, resp: dict[str, Any]) -> dict[str, int]:
+        """prompt/completion/reasoning tokens of one answer (prompt counts every prompt token)."""
+        return usage_fields(resp.get("usage"))
 
     def body(self, full_messages: list[dict[str, Any]], n: int) -> dict[str, Any]:
         """The JSON body of POST /chat/completions (online, or one line of a batch file)."""
@@ -205,14 +241,20 @@ class RequestModel:
             }
             if batch_id is not None:
                 rec["batch_id"] = batch_id
-            if self.structured is not None:
-                obj, invalid = self.structured.check(p["completion"])
-                rec["structured"] = json.dumps(obj, ensure_ascii=False) if invalid is None else None
-                if invalid is not None:  # never cached: the executor asks again (split_invalid)
-                    cut = choice.get("finish_reason") == "length"
-                    rec["invalid"] = invalid + (" (the answer was cut at max_tokens: raise it)" if cut else "")
+            self.check_structured(rec)
             out.append(rec)
         return out
+
+    def check_structured(self, rec: dict[str, Any]) -> None:
+        """With a response_format: the parsed object into `structured`, or the validation error into `invalid`
+        (never cached: the executor asks again, `split_invalid`)."""
+        if self.structured is None:
+            return
+        obj, invalid = self.structured.check(rec["completion"])
+        rec["structured"] = json.dumps(obj, ensure_ascii=False) if invalid is None else None
+        if invalid is not None:
+            cut = rec.get("finish_reason") == "length"
+            rec["invalid"] = invalid + (" (the answer was cut at max_tokens: raise it)" if cut else "")
 
     def split_invalid(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(valid, invalid) records of an answer: invalid = not matching the response_format (none without one)."""

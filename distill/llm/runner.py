@@ -18,8 +18,7 @@ from typing import Any
 from distill.errors import redact
 from distill.llm.budget import Budget
 from distill.llm.cache import ResponseCache, sample_key
-from distill.llm.errors import EmptyChoices, Failure, RunStopped, classify
-from distill.llm.parse import usage_fields
+from distill.llm.errors import Failure, RunStopped, classify
 from distill.llm.ratelimit import RateLimiter
 from distill.llm.request import ChatRequest, OnResult, RequestModel, RunStats, estimate_prompt_tokens
 from distill.llm.transport import ChatTransport
@@ -41,7 +40,7 @@ class ChatRunner:
         self.cache = cache
         self.budget = budget or Budget(None)
         self.stats = stats if stats is not None else RunStats()
-        self.limiter = RateLimiter(self.ep.rpm, self.ep.tpm)
+        self.limiter = RateLimiter(self.ep.rpm, self.ep.tpm, self.ep.input_tpm, self.ep.output_tpm)
         self._cooldown_until = 0.0
         self._consecutive_failures = 0
         self._stop: str | None = None
@@ -59,7 +58,7 @@ class ChatRunner:
     async def run(self, requests: Iterable[ChatRequest], on_result: OnResult) -> RunStats:
         """Send every request not in the cache; returns stats. Raises `RunStopped` on a fatal error, and when
         requests failed and none succeeded (a model that never answered must not score 0%)."""
-        client = ChatTransport(self.ep)
+        client = self.model.transport(self.limiter.observe)
         queue: asyncio.Queue[tuple[ChatRequest, list[str], str] | None] = asyncio.Queue(maxsize=2 * self.ep.concurrency)
         workers = [asyncio.create_task(self._worker(client, queue, on_result)) for _ in range(self.ep.concurrency)]
         try:
@@ -73,6 +72,7 @@ class ChatRunner:
             await asyncio.gather(*workers, return_exceptions=True)
             await client.close()
         s = self.stats
+        s.rate_limits.update(self.limiter.learned)
         if not self._fatal and s.failed and not (s.completed or s.from_cache):
             self._fatal = f"no request to {self._where} succeeded ({s.failed} failed). Last error: {self._last_error}"
         if self._fatal:
@@ -189,7 +189,7 @@ class ChatRunner:
             if self._stop:
                 self.stats.not_sent += len(pending)
                 return
-            n = len(pending)
+            n = min(len(pending), self.model.max_n)
             reserved = await self._reserve(messages, n)
             if reserved is None:
                 self.stats.not_sent += n
@@ -199,8 +199,9 @@ class ChatRunner:
             wait = self._cooldown_until - time.monotonic()
             if wait > 0:
                 await self._sleep(wait)
-            est_tokens = est_prompt + self.model.max_output * n
-            await self.limiter.acquire(est_tokens)
+            est_output = self.model.max_output * n
+            est_tokens = est_prompt + est_output
+            await self.limiter.acquire(est_tokens, est_output)
             self.stats.http_requests += 1
             t0 = time.monotonic()
             try:
@@ -211,19 +212,21 @@ class ChatRunner:
             except Exception as err:  # noqa: BLE001 - every failure is classified below
                 last = classify(err, self.ep.name, self.ep.base_url, self.ep.model)
                 self.budget.settle(ticket, worst if last.kind in MAYBE_BILLED and not last.refused else 0.0)
-                self.limiter.settle(est_tokens, 0)
+                self.limiter.settle(est_tokens, 0, est_output, 0)
                 refused += last.refused
                 if await self._retry_or_give_up(last, req, pending, attempt, refused, on_result):
                     continue
                 return
             latency = time.monotonic() - t0
-            usage = usage_fields(resp.get("usage"))
+            usage = self.model.usage(resp)
             records, invalid = self.model.split_invalid(
                 self.model.records(resp, pending, latency=latency, attempts=attempt))
             # no usage reported: the bill is unknown, so the worst case is what counts against the cap
             cost = self.model.cost_usd(usage) if resp.get("usage") else worst
             self.budget.settle(ticket, cost)
-            self.limiter.settle(est_tokens, usage["prompt_tokens"] + usage["completion_tokens"])
+            # Anthropic's input-token limit does not count prompt-cache reads (`cache_read_tokens`: Anthropic only)
+            self.limiter.settle(est_tokens, usage["prompt_tokens"] - usage.get("cache_read_tokens", 0)
+                                + usage["completion_tokens"], est_output, usage["completion_tokens"])
             if records:
                 await self._persist(records)
             # counted only now that the response is durable (an invalid answer: paid for, not counted done)
@@ -235,8 +238,11 @@ class ChatRunner:
                 self._any_success = True
                 on_result(ChatRequest(req.messages, [r["sample_index"] for r in records], req.tag), records, None,
                           False)
-            if invalid and not await self._retry_invalid(invalid, req, pending, attempt, on_result):
-                return
+            if invalid:
+                if not await self._retry_invalid(invalid, req, pending, attempt, on_result):
+                    return
+            else:
+                attempt = 0  # samples still pending (a provider with no `n` answers one per request) get their own tries
 
     async def _retry_or_give_up(self, last: Failure, req: ChatRequest, pending: dict[int, str], attempt: int,
                                 refused: int, on_result: OnResult) -> bool:
@@ -301,13 +307,8 @@ class ChatRunner:
                     fut.set_result(None)
 
     async def _send(self, client: ChatTransport, messages: list[dict[str, Any]], n: int) -> dict[str, Any]:
-        """POST /chat/completions (transport.py: auth, headers, timeout, error kinds); the JSON as a dict."""
-        resp = await client.post(self.model.body(messages, n))
-        if not isinstance(resp, dict):
-            raise ValueError(f"expected a JSON object, got {type(resp).__name__}")
-        if not resp.get("choices"):
-            raise EmptyChoices()
-        return resp
+        """POST the model's body (transport.py: auth, headers, timeout, error kinds); the JSON as a checked dict."""
+        return self.model.check(await client.post(self.model.body(messages, n)))
 
     def _fail(self, req: ChatRequest, pending: dict[int, str], failure: Failure, attempts: int, on_result: OnResult) -> None:
         self.stats.failed += len(pending)

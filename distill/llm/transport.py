@@ -12,7 +12,7 @@ stays where its surface is worth its import: the Batch API (file uploads, batche
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from distill import __version__
@@ -54,19 +54,23 @@ def status_message(status: int, text: str) -> str:
 
 
 class ChatTransport:
-    """One endpoint's HTTP session; made inside the running event loop (aiohttp binds to it)."""
+    """One endpoint's HTTP session; made inside the running event loop (aiohttp binds to it). `observe` sees
+    every answer's headers (the rate limiter reads the provider's limits from them)."""
 
-    def __init__(self, endpoint: EndpointConfig):
+    path = "/chat/completions"
+
+    def __init__(self, endpoint: EndpointConfig, observe: Callable[[Mapping[str, str]], None] | None = None):
         import aiohttp
 
         self._aiohttp = aiohttp
-        self.url = endpoint.base_url + "/chat/completions"
+        self.observe = observe
+        self.url = endpoint.base_url + self.path
         key = endpoint.api_key.get_secret_value()
         self.headers = {
             "Accept": "application/json",
             "Content-Type": "application/json",
             "User-Agent": f"distill/{__version__}",
-            **({"Authorization": f"Bearer {key}"} if key else {}),
+            **self.auth_headers(endpoint, key),
             **endpoint.headers,
         }
         self.session = aiohttp.ClientSession(
@@ -74,6 +78,9 @@ class ChatTransport:
             connector=aiohttp.TCPConnector(limit=endpoint.concurrency),
             trust_env=True,  # HTTPS_PROXY / NO_PROXY from the environment, as the SDK's client honours them
         )
+
+    def auth_headers(self, endpoint: EndpointConfig, key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def post(self, body: dict[str, Any]) -> Any:
         """The parsed JSON answer; raises StatusError, ConnectFailed, AttemptTimeout or a JSON ValueError."""
@@ -90,6 +97,8 @@ class ChatTransport:
                                 refused=isinstance(e.os_error, ConnectionRefusedError)) from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as e:
             raise ConnectFailed(f"{type(e).__name__}: {e}", refused=False) from None
+        if self.observe is not None:
+            self.observe(headers)
         if not 200 <= status < 300:
             raise StatusError(status, status_message(status, text), headers)
         return json.loads(text)
