@@ -166,6 +166,9 @@ def _replay(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from distill.evaluate import run_eval
 
+    if args.replay and args.dry_run:  # a replay sends every recorded prompt for real: no dry run of it exists
+        raise DistillError("--replay and --dry-run together: a replay has no dry run (it would send every request); "
+                           "run `distill eval --dry-run` without --replay for an estimate")
     if args.replay:
         return _replay(args)
     cfg = _load(args)

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from distill.collect.estimate import TokenCounter, _pilot_indices
-from distill.errors import ConfigError
 from distill.eval_config import EvalConfig, EvalModel
 from distill.llm import ChatRequest, ChatRunner, ResponseCache
 from distill.llm.budget import Budget, prompt_token_bound
@@ -40,17 +39,6 @@ def t975(df: int) -> float:
     """The 97.5% quantile of Student's t: a pilot of a few answers estimates their spread loosely, so the
     interval widens accordingly (1.96 would cover far less than 95% at k = 2)."""
     return _T975[df - 1] if 1 <= df <= len(_T975) else 1.96
-
-
-def choose_models(ecfg: EvalConfig, models: list[str] | None) -> list[EvalModel]:
-    """The eval models named (all when none), or one error naming the unknown ones."""
-    if not models:
-        return list(ecfg.models)
-    unknown = sorted(set(models) - {m.name for m in ecfg.models})
-    if unknown:
-        raise ConfigError(f"eval.models: no model named {', '.join(unknown)} (have: "
-                          f"{', '.join(m.name for m in ecfg.models)})")
-    return [m for m in ecfg.models if m.name in models]
 
 
 def total_interval(samples: list[float], remaining: int, cap: float | None) -> dict[str, float]:
@@ -85,6 +73,7 @@ def _pilot(runner: ChatRunner, lb: Any, rows: list[int], counted: dict[int, int]
     ratios = [recs[0]["prompt_tokens"] / counted[i] for i, recs in got.items() if recs and counted[i]]
     return {"completion": [float(r["completion_tokens"]) for recs in got.values() for r in recs],
             "ratios": ratios, "prompt": sum(recs[0]["prompt_tokens"] for recs in got.values() if recs),
+            "answered": {i for i, recs in got.items() if recs},
             "cost": stats.cost_usd, "latencies": list(stats.latencies),
             "errors": dict(stats.errors) | ({"not sent": stats.not_sent, "stopped": stats.stopped}
                                             if stats.not_sent else {})}
@@ -129,9 +118,10 @@ def estimate_benchmark(m: EvalModel, lb: Any, runner: ChatRunner, counter: Token
     k_new = 0 if served else max(pilot_k - len(seen["ratios"]), 0)
     rows = [uncached[j] for j in _pilot_indices(len(uncached), k_new)]
     pilot = _pilot(runner, lb, rows, counted) if rows else {"completion": [], "ratios": [], "prompt": 0,
-                                                            "cost": 0.0, "latencies": [], "errors": {}}
+                                                            "cost": 0.0, "latencies": [], "errors": {},
+                                                            "answered": set()}
     pilot_obs = {"completion": pilot["completion"] + seen["completion"], "ratios": pilot["ratios"] + seen["ratios"]}
-    piloted = set(rows)
+    piloted = pilot["answered"]  # a pilot request that failed or the cap held back is still to be paid for
     rest = [i for i in uncached if i not in piloted]
     p_rem, b_rem, s_rem = sum(counted[i] for i in rest), sum(bound[i] for i in rest), len(rest) * n
     out: dict[str, Any] = {"items": len(lb.items), "samples_per_item": n, "requests": len(uncached),
@@ -168,7 +158,7 @@ def estimate_benchmark(m: EvalModel, lb: Any, runner: ChatRunner, counter: Token
         out["completion_tokens_source"] = "max_tokens (no pilot: expected = worst case)"
     done_c = sum(pilot["completion"])
     out["prompt_tokens"] = {k: round(v) + pilot["prompt"] for k, v in prompt.items()}  # the pilot's: as billed
-    out["prompt_tokens_upper_bound"] = b_rem + sum(bound[i] for i in rows)
+    out["prompt_tokens_upper_bound"] = b_rem + sum(bound[i] for i in piloted)
     out["completion_tokens"] = {k: None if v is None else round(v + done_c) for k, v in comp.items()}
     out["_remaining"] = {"prompt": prompt, "completion": comp, "bound": b_rem, "samples": s_rem, "requests": len(rest)}
     out["_latency"] = statistics.fmean(pilot["latencies"]) if pilot["latencies"] else None
@@ -209,11 +199,12 @@ def _price_benchmark(row: dict[str, Any], runner: ChatRunner, m: EvalModel, tph:
 
 
 def estimate_model(m: EvalModel, loaded: list[Any], ecfg: EvalConfig, layout: RunLayout, cache: ResponseCache,
-                   budget: Budget) -> dict[str, Any]:
-    """One model: its price (and where it came from), and every benchmark's estimate."""
-    from distill.evaluate import _served_identity, make_runners, priced_model
+                   budget: Budget, priced_as: tuple[EvalModel, dict[str, Any]]) -> dict[str, Any]:
+    """One model (priced up front by `evaluate.price_models`): its price and where it came from, and every
+    benchmark's estimate."""
+    from distill.evaluate import _served_identity, make_runners
 
-    priced, price_rec = priced_model(m)
+    priced, price_rec = priced_as
     identity = _served_identity(m, layout.root)[0] if m.serve is not None else None
     runners = make_runners(priced, loaded, ecfg, cache, budget, model_id=m.name if m.serve else None,
                            identity=identity)
@@ -257,16 +248,17 @@ def run_eval_estimate(ecfg: EvalConfig, layout: RunLayout, *, models: list[str] 
                       limit: int | None = None) -> dict[str, Any]:
     """The dry run: sends only the pilot (paid, in the eval ledger, held to budget_usd); prints and saves the
     estimate."""
-    from distill.evaluate import load_benchmarks
+    from distill.evaluate import choose_models, load_benchmarks, price_models
 
     if limit is not None:
         ecfg = ecfg.model_copy(update={"limit": limit})
     chosen = choose_models(ecfg, models)
     loaded = load_benchmarks(ecfg, layout.root)
+    priced = price_models(chosen, layout.root)  # every model's price and weights, before the first pilot request
     cache = ResponseCache(layout.cache)
     budget = Budget.open(layout.root, "eval", ecfg.budget_usd)
     try:
-        rows = [estimate_model(m, loaded, ecfg, layout, cache, budget) for m in chosen]
+        rows = [estimate_model(m, loaded, ecfg, layout, cache, budget, priced[m.name]) for m in chosen]
         spend = budget.summary()
     finally:
         budget.close()

@@ -238,6 +238,17 @@ def _cost(m: EvalModel, runners: list[tuple[LoadedBenchmark, ChatRunner]], new_t
     return cost
 
 
+def choose_models(ecfg: EvalConfig, models: list[str] | None) -> list[EvalModel]:
+    """The eval models named (all when none), or one error naming the unknown ones."""
+    if not models:
+        return list(ecfg.models)
+    unknown = sorted(set(models) - {m.name for m in ecfg.models})
+    if unknown:
+        raise ConfigError(f"eval.models: no model named {', '.join(unknown)} (have: "
+                          f"{', '.join(m.name for m in ecfg.models)})")
+    return [m for m in ecfg.models if m.name in models]
+
+
 def priced_model(m: EvalModel) -> tuple[EvalModel, dict[str, Any]]:
     """The model with the price it is billed at (config, else the provider's list, else the table) and where that
     price came from; a model eval serves itself is priced by GPU time instead."""
@@ -246,6 +257,18 @@ def priced_model(m: EvalModel) -> tuple[EvalModel, dict[str, Any]]:
     from distill.llm.provider_prices import resolve_price
 
     return resolve_price(m, field="eval.models")
+
+
+def price_models(models: list[EvalModel], run_root: Path) -> dict[str, tuple[EvalModel, dict[str, Any]]]:
+    """Every model priced and every served model's weights found, all before the first request: a typo in the
+    last model's id, or a student path that does not exist, is one error before anything is paid (checked model
+    by model inside the loop, it came after the earlier models had been sent)."""
+    out = {}
+    for m in models:
+        if m.serve is not None:
+            _served_identity(m, run_root)  # the weights exist (a local dir, or a hub id that resolves)
+        out[m.name] = priced_model(m)
+    return out
 
 
 def make_runners(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, cache: ResponseCache,
@@ -263,13 +286,16 @@ def make_runners(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, 
 
 
 def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, run_root: Path, cache: ResponseCache,
-               budget: Budget, stage_dir: Path, fp: str, previous: dict[str, Any] | None) -> dict[str, Any]:
-    """Ask one model every loaded benchmark (serving it first if it is local), score, write stage_dir."""
+               budget: Budget, stage_dir: Path, fp: str, previous: dict[str, Any] | None,
+               priced: tuple[EvalModel, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Ask one model every loaded benchmark (serving it first if it is local), score, write stage_dir.
+
+    `priced`: the model with its price and the price's record, as `price_models` found them up front."""
     t_start = time.monotonic()
     server: VLLMServer | None = None
     identity = None
     config_json = _model_config_json(m)  # as configured (the price looked up below is not part of it)
-    m, price_record = priced_model(m)
+    m, price_record = priced or priced_model(m)
     if m.serve is not None:
         identity, _ = _served_identity(m, run_root)
         server = build_server(m.serve, run_root, served_name=m.name, port=0, host="127.0.0.1",
@@ -352,12 +378,15 @@ def run_eval(ecfg: EvalConfig, layout: RunLayout, *, pipeline: str | None = None
     """
     if limit is not None:
         ecfg = ecfg.model_copy(update={"limit": limit})
-    from distill.eval_estimate import choose_models
-
     run_root = layout.root
     chosen = choose_models(ecfg, models)
     t_start = time.monotonic()
     loaded = load_benchmarks(ecfg, run_root)
+    # everything that can fail on a config mistake, for every model, before the first request is sent
+    stages = {m.name: Stage("eval", layout.eval_model(m.name), model_fingerprint(ecfg, m, loaded, run_root),
+                            _model_config_json(m), label=f"eval {m.name}") for m in chosen}
+    to_run = [m for m in chosen if force or not is_fresh(stages[m.name].dir, stages[m.name].fp)]
+    priced = price_models(to_run, run_root)
     bench_cfg = [b.model_dump(mode="json") for b in ecfg.benchmarks]
     eval_dir = layout.eval
     budget = Budget.open(run_root, "eval", ecfg.budget_usd)  # the run dir's ledger: the cap counts every run
@@ -366,12 +395,12 @@ def run_eval(ecfg: EvalConfig, layout: RunLayout, *, pipeline: str | None = None
     cache = ResponseCache(layout.cache)
     try:
         for m in chosen:
-            fp = model_fingerprint(ecfg, m, loaded, run_root)
-            stage = Stage("eval", layout.eval_model(m.name), fp, _model_config_json(m), label=f"eval {m.name}")
+            stage = stages[m.name]
             previous = read_summary(stage.dir)
             summary = stage.fresh(force)
             if summary is None:
-                summary = eval_model(m, loaded, ecfg, run_root, cache, budget, stage.dir, fp, previous)
+                summary = eval_model(m, loaded, ecfg, run_root, cache, budget, stage.dir, stage.fp, previous,
+                                     priced.get(m.name))
             if (summary.get("cost") or {}).get("price") is not None:
                 prices[m.name] = summary["cost"]["price"]
             index[m.name] = {"role": summary["role"], "dir": str(stage.dir), "complete": summary.get("complete"),

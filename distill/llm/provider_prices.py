@@ -6,7 +6,8 @@ knows few open models; a price typed into the config is right only on the day it
 endpoint without `price:`, the price comes from the provider's list, read once per base URL per process, and
 the record of what was used (source, $ per 1M, date, URL) goes into the run dir (`prices.json`) and the eval
 summaries / manifest. A configured `price:` always wins. A model the list does not know is an error: it is
-almost always a typo in the model id, found here before any paid request.
+almost always a typo in the model id; eval and its dry run price every chosen model (`evaluate.price_models`)
+before their first request, so the error comes before anything is paid.
 
 `price_source` (an endpoint key): `auto` (OpenRouter's list when `base_url` is on openrouter.ai, else the
 built-in table), `openrouter` (an OpenRouter-compatible list at any URL: a proxy, or the test server), `table`.
