@@ -184,7 +184,8 @@ def _eval(args: argparse.Namespace) -> int:
                    limit=args.limit)
     for name, m in top["models"].items():
         scores = " ".join(f"{b}={'—' if v is None else f'{100 * v:.1f}%'}" for b, v in m["scores"].items())
-        usd = m.get("usd_per_1m_output_tokens")
+        usd = m.get("usd_per_1m_tokens")  # prompt + completion (older summaries: output only)
+        usd = m.get("usd_per_1m_output_tokens") if usd is None else usd
         print(f"eval {name} ({m['role']}): {scores} $/1M={'—' if usd is None else f'{usd:.4f}'}")
     print(f"eval: results in {cfg.layout.eval}")
     return 0 if top.get("complete") else 1

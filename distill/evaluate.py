@@ -211,29 +211,52 @@ def aggregate(rows: list[dict[str, Any]], n_samples: int, metric: str) -> dict[s
     return out
 
 
-def _cost(m: EvalModel, runners: list[tuple[LoadedBenchmark, ChatRunner]], new_tokens: int, gen_seconds: float,
-          previous: dict[str, Any] | None) -> dict[str, Any]:
-    """$ per 1M output tokens: the price table for an API, GPU $/hour over measured throughput for a served model."""
-    cost: dict[str, Any] = {"new_completion_tokens": new_tokens, "generation_seconds": round(gen_seconds, 3)}
-    tph = new_tokens / gen_seconds * 3600 if new_tokens and gen_seconds > 0 else None
+def _blended(prompt: int, completion: int, usd_prompt: float | None, usd_completion: float | None) -> float | None:
+    """$ per 1M tokens over every token the eval processed (prompt + completion) at this model's own mix: the one
+    figure comparable between an API (billed per token, in and out) and a served model (billed per GPU hour)."""
+    if usd_prompt is None or usd_completion is None or prompt + completion <= 0:
+        return None
+    return round((prompt * usd_prompt + completion * usd_completion) / (prompt + completion), 6)
+
+
+def _cost(m: EvalModel, runners: list[tuple[LoadedBenchmark, ChatRunner]], gen_seconds: float,
+          previous: dict[str, Any] | None, mix: tuple[int, int]) -> dict[str, Any]:
+    """$ per 1M tokens: the provider's price for an API; for a served model, GPU $/hour over the throughput
+    measured while eval generated. `mix`: (prompt, completion) tokens of the whole eval of this model.
+
+    `usd_per_1m_tokens` is over prompt + completion tokens for every row (a served model's generation time is
+    prefill + decode, so its $ is per token processed, not per token written: MMLU's ~650 prompt tokens per
+    ~5 written would inflate a per-output figure ~100x); `usd_per_1m_output_tokens` stays for reference."""
+    new_prompt = sum(r.stats.prompt_tokens for _, r in runners)
+    new_tokens = sum(r.stats.completion_tokens for _, r in runners)
+    cost: dict[str, Any] = {"new_prompt_tokens": new_prompt, "new_completion_tokens": new_tokens,
+                            "generation_seconds": round(gen_seconds, 3)}
+    measured = bool(new_tokens and gen_seconds > 0)
+    tph = new_tokens / gen_seconds * 3600 if measured else None
+    all_tph = (new_prompt + new_tokens) / gen_seconds * 3600 if measured else None
     source = "measured"
     if tph is None and previous:  # every answer was cached: keep the last measurement of this model
-        tph = (previous.get("cost") or {}).get("output_tokens_per_hour")
+        prev = previous.get("cost") or {}
+        tph, all_tph = prev.get("output_tokens_per_hour"), prev.get("tokens_per_hour")
         source = "previous run" if tph else "none"
     cost["output_tokens_per_hour"] = round(tph, 1) if tph else None
+    cost["tokens_per_hour"] = round(all_tph, 1) if all_tph else None
     if m.gpu_usd_per_hour is not None:
-        cost.update(basis="gpu", gpu_usd_per_hour=m.gpu_usd_per_hour, throughput_source=source,
-                    usd_per_1m_output_tokens=(m.gpu_usd_per_hour / tph * 1e6) if tph else None)
+        usd = m.gpu_usd_per_hour
+        cost.update(basis="gpu", gpu_usd_per_hour=usd, throughput_source=source,
+                    usd_per_1m_output_tokens=(usd / tph * 1e6) if tph else None,
+                    usd_per_1m_tokens=round(usd / all_tph * 1e6, 6) if all_tph else None)
         if not tph:
             cost["note"] = "no uncached answers were generated, so throughput could not be measured (use --force " \
                            "with a fresh cache)"
         return cost
     price = runners[0][1].price if runners else None
     if price is not None and price.known:  # config, the provider's list or the built-in table: cost.price says
-        cost.update(basis="price table", usd_per_1m_output_tokens=price.completion,
-                    usd_per_1m_prompt_tokens=price.prompt)
+        cost.update(basis="per token", usd_per_1m_output_tokens=price.completion,
+                    usd_per_1m_prompt_tokens=price.prompt,
+                    usd_per_1m_tokens=_blended(mix[0], mix[1], price.prompt, price.completion))
     else:
-        cost.update(basis="unknown", usd_per_1m_output_tokens=None,
+        cost.update(basis="unknown", usd_per_1m_output_tokens=None, usd_per_1m_tokens=None,
                     note="no price known and no gpu_usd_per_hour set")
     return cost
 
@@ -336,11 +359,11 @@ def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, ru
                        sampling={**runner.ep.params.request_kwargs(), "n": runner.ep.params.n},
                        requests=runner.stats.summary())
             benches[lb.cfg.name] = agg
-        new_tokens = sum(r.stats.completion_tokens for _, r in runners)
+        mix = (sum(v["prompt_tokens"] for v in benches.values()), sum(v["completion_tokens"] for v in benches.values()))
         b.summary.update(
             model=m.name, role=m.role, endpoint_model=runners[0][1].ep.model if runners else m.model,
             served=served_info, benchmarks=benches, grader_version=GRADER_VERSION,
-            cost={**_cost(m, runners, new_tokens, gen_seconds, previous), "price": price_record},
+            cost={**_cost(m, runners, gen_seconds, previous, mix), "price": price_record},
             eval_cost_usd=round(sum(r.stats.cost_usd for _, r in runners), 6),
             from_cache=sum(r.stats.from_cache for _, r in runners),
             completed=sum(r.stats.completed for _, r in runners),
@@ -405,7 +428,8 @@ def run_eval(ecfg: EvalConfig, layout: RunLayout, *, pipeline: str | None = None
                 prices[m.name] = summary["cost"]["price"]
             index[m.name] = {"role": summary["role"], "dir": str(stage.dir), "complete": summary.get("complete"),
                              "scores": {b: v["score"] for b, v in summary["benchmarks"].items()},
-                             "usd_per_1m_output_tokens": (summary.get("cost") or {}).get("usd_per_1m_output_tokens")}
+                             "usd_per_1m_output_tokens": (summary.get("cost") or {}).get("usd_per_1m_output_tokens"),
+                             "usd_per_1m_tokens": (summary.get("cost") or {}).get("usd_per_1m_tokens")}
     finally:
         budget.close()
         cache.close()
