@@ -162,6 +162,9 @@ def _replay(args: argparse.Namespace) -> int:
     return 1 if result["prompts_differ"] or not all(v["complete"] for v in result["models"].values()) else 0
 
 
+EXIT_INCOMPLETE = 3  # eval finished, but some requests failed or were held by the budget cap
+
+
 @command("eval", "score every eval model on every benchmark (cached; starts vLLM for served models)", _eval_args)
 def _eval(args: argparse.Namespace) -> int:
     from distill.evaluate import run_eval
@@ -188,7 +191,9 @@ def _eval(args: argparse.Namespace) -> int:
         usd = m.get("usd_per_1m_output_tokens") if usd is None else usd
         print(f"eval {name} ({m['role']}): {scores} $/1M={'—' if usd is None else f'{usd:.4f}'}")
     print(f"eval: results in {cfg.layout.eval}")
-    return 0 if top.get("complete") else 1
+    # its own status (not 1, which a crash also exits with): `make compare` renders the report after an incomplete
+    # eval (the report marks those cells) but stops after anything else
+    return 0 if top.get("complete") else EXIT_INCOMPLETE
 
 
 @command("report", "render the teacher-vs-student table (Markdown, JSON) and chart from eval results", _config_args)
