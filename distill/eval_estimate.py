@@ -208,7 +208,9 @@ def estimate_model(m: EvalModel, loaded: list[Any], ecfg: EvalConfig, layout: Ru
     identity = _served_identity(m, layout.root)[0] if m.serve is not None else None
     runners = make_runners(priced, loaded, ecfg, cache, budget, model_id=m.name if m.serve else None,
                            identity=identity)
-    counter = TokenCounter(m.model or m.name, _tokenizer_for(m, ecfg, layout.root))
+    field = (f"eval.estimate.tokenizers.{m.name}" if m.name in ecfg.estimate.tokenizers
+             else f"eval.models.{m.name}.serve.model")
+    counter = TokenCounter(m.model or m.name, _tokenizer_for(m, ecfg, layout.root), field=field)
     previous = read_summary(layout.eval_model(m.name))
     tph = ((previous or {}).get("cost") or {}).get("output_tokens_per_hour")
     benches = {}
@@ -284,6 +286,13 @@ def _range(d: dict[str, Any], money: bool = False) -> str:
     return f"{f(d['low'])} / {f(d['expected'])} / {f(d['high'])}"
 
 
+def _money(v: float | None) -> str:
+    """$2.50, not $2.5; sub-cent prices keep their digits ($0.0375)."""
+    if v is None:
+        return "$—"
+    return f"${v:.2f}" if v >= 0.1 or v == 0 else f"${v:.4g}"
+
+
 def print_eval_estimate(result: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -304,8 +313,9 @@ def print_eval_estimate(result: dict[str, Any]) -> None:
     for m in result["models"]:
         p = m["price"]
         src = p.get("source")
-        what = (f"GPU ${p.get('gpu_usd_per_hour')}/hour" if src == "gpu" else
-                f"${p.get('usd_per_1m_prompt')} / ${p.get('usd_per_1m_completion')} per 1M prompt / completion "
+        what = (f"GPU {_money(p.get('gpu_usd_per_hour'))}/hour" if src == "gpu" else
+                f"{_money(p.get('usd_per_1m_prompt'))} / {_money(p.get('usd_per_1m_completion'))} per 1M prompt / "
+                f"completion "
                 f"tokens ({src}{', read ' + p['fetched_at'] if p.get('fetched_at') else ''})")
         first = next(iter(m["benchmarks"].values()), {})
         for b, r in m["benchmarks"].items():

@@ -441,7 +441,7 @@ def run_eval(ecfg: EvalConfig, layout: RunLayout, *, pipeline: str | None = None
     if prices:
         from distill.llm.provider_prices import record_prices
 
-        record_prices(layout.prices, "eval", prices)
+        record_prices(layout.prices, "eval", prices, unchanged=set(prices) - set(priced))
     write_json(eval_dir / "summary.json", top)
     write_manifest(eval_dir, loaded, pipeline or run_root.name)
     return top

@@ -28,7 +28,7 @@ _OPENAI_PREFIXES = ("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding", "dav
 class TokenCounter:
     """Counts chat prompt tokens by the best method available; `method` says which was used."""
 
-    def __init__(self, model: str, tokenizer_dir: str | None):
+    def __init__(self, model: str, tokenizer_dir: str | None, field: str = "collect.estimate.tokenizer"):
         self.method = "chars/4"
         self._enc: Any = None
         self._hf: Any = None
@@ -52,7 +52,7 @@ class TokenCounter:
             try:
                 self._hf = AutoTokenizer.from_pretrained(tokenizer_dir)
             except Exception as e:  # noqa: BLE001
-                raise DistillError(f"collect.estimate.tokenizer: cannot load {tokenizer_dir!r} ({type(e).__name__}: {e})") from None
+                raise DistillError(f"{field}: cannot load {tokenizer_dir!r} ({type(e).__name__}: {e})") from None
             self.method = f"tokenizer {tokenizer_dir}"
             return
         if reasons:

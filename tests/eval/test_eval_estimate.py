@@ -92,6 +92,8 @@ def test_dry_run_cli_budget_verdict_and_second_dry_run_is_free(tmp_path: Path, f
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert main(["eval", "-c", str(path), "--dry-run", "--limit", "3"]) == 0
+    said = capsys.readouterr()
+    assert "gpt-4o: $2.50 / $10.00 per 1M prompt" in " ".join((said.out + said.err).split())  # not $2.5 / $10.0
     out = json.loads((tmp_path / "run" / "eval-estimate.json").read_text())
     assert out["limit"] == 3 and out["budget"]["cap_usd"] == 0.05 and out["budget"]["verdict"] in (
         "fits", "may stop at the cap", "expected to stop at the cap")

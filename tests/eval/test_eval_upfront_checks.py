@@ -85,3 +85,18 @@ def test_pilot_requests_without_an_answer_are_still_estimated(tmp_path: Path, fa
     # no answers: every one of the 5 items may take max_tokens (before: the 2 piloted items were dropped -> 3)
     assert gsm["completion_tokens"]["high"] == 5 * 400
     assert gsm["cost_usd_worst_case"] >= gsm["cost_usd"]["high"] > 0
+
+
+def test_estimate_tokenizers_name_eval_models_and_errors_name_eval_fields(tmp_path: Path, fake_server: Any) -> None:
+    url = "http://127.0.0.1:9/api/v1"
+    with pytest.raises(DistillError, match=r"estimate.tokenizers: gpt4o is not an eval model \(models: gpt-4o\)"):
+        parse_config({"name": "chk", "run_dir": str(tmp_path / "run"), "eval": {
+            "benchmarks": BENCHES, "models": [_api("gpt-4o", url, "openai/gpt-4o")],
+            "estimate": {"tokenizers": {"gpt4o": str(tmp_path)}}}})
+    srv = fake_server()
+    cfg = parse_config({"name": "chk", "run_dir": str(tmp_path / "run"), "eval": {
+        "progress": False, "benchmarks": BENCHES, "models": [_api("llama", f"http://127.0.0.1:{srv.port}/api/v1",
+                                                                   "meta-llama/llama-3-70b-instruct")],
+        "estimate": {"pilot": 1, "tokenizers": {"llama": str(tmp_path / "no-such-tokenizer")}}}})
+    with pytest.raises(DistillError, match=r"^eval.estimate.tokenizers.llama: cannot load"):
+        run_eval_estimate(cfg.eval, cfg.layout)

@@ -105,3 +105,35 @@ def test_collect_teacher_on_openrouter_is_billed_at_the_listed_price(tmp_path: P
     rec = json.loads((tmp_path / "run" / "prices.json").read_text())["collect"]["qwen"]
     assert rec["source"] == "openrouter" and rec["usd_per_1m_prompt"] == 0.9
     assert s["cost_usd"] == pytest.approx((0.9 * s["prompt_tokens"] + 0.9 * s["completion_tokens"]) / 1e6, abs=1e-6)
+
+
+def test_routing_suffixes_are_priced_as_the_listed_model(fake_server: Any) -> None:
+    """`:nitro` / `:floor` / `:online` are OpenRouter routing shortcuts of a listed model, not listed themselves."""
+    srv = fake_server()
+    url = f"http://127.0.0.1:{srv.port}/api/v1"
+    ep, rec = pp.resolve_price(_ep(url, "meta-llama/llama-3-70b-instruct:nitro", price_source="openrouter"))
+    assert ep.price is not None and (ep.price.prompt, ep.price.completion) == (0.3, 0.4)
+    assert ep.model == "meta-llama/llama-3-70b-instruct:nitro"  # what is sent stays as configured
+    assert rec["listed_as"] == "meta-llama/llama-3-70b-instruct" and "fastest provider" in rec["note"]
+    _, rec = pp.resolve_price(_ep(url, "openai/gpt-4o:online", price_source="openrouter"))
+    assert rec["usd_per_1m_completion"] == 10.0 and "web-search fees" in rec["note"]
+    # a listed-or-not variant with its own price is never guessed from the base model
+    with pytest.raises(DistillError, match=r"'openai/gpt-4o:free' is not in the model list"):
+        pp.resolve_price(_ep(url, "openai/gpt-4o:free", price_source="openrouter"))
+
+
+def test_prices_json_keeps_the_date_of_models_not_re_run(tmp_path: Path, fake_server: Any) -> None:
+    import time
+
+    srv = fake_server()
+    url = f"http://127.0.0.1:{srv.port}/api/v1"
+    models = [{"name": n, "base_url": url, "model": mid, "price_source": "openrouter", "api_key": "sk-or-1234567890"}
+              for n, mid in (("llama", "meta-llama/llama-3-70b-instruct"), ("gpt", "openai/gpt-4o"))]
+    cfg = parse_config({"name": "p", "run_dir": str(tmp_path / "run"), "eval": {"progress": False, "models": models,
+                        "benchmarks": [{"name": "echo", "kind": "local", "source": str(F / "echo_numeric.jsonl")}]}})
+    run_eval(cfg.eval, cfg.layout, pipeline="p", models=["llama"])
+    first = json.loads((tmp_path / "run" / "prices.json").read_text())["eval"]["llama"]["recorded_at"]
+    time.sleep(1.1)
+    run_eval(cfg.eval, cfg.layout, pipeline="p")  # llama is up to date, gpt runs
+    prices = json.loads((tmp_path / "run" / "prices.json").read_text())["eval"]
+    assert prices["llama"]["recorded_at"] == first and prices["gpt"]["recorded_at"] > first
