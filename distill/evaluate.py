@@ -151,6 +151,7 @@ def _score_all(lb: LoadedBenchmark, results: dict[tuple[str, int], list[dict[str
             "completion_tokens": rec["completion_tokens"] if rec else 0,
             "latency_s": rec["latency_s"] if rec else None, "finish_reason": rec.get("finish_reason") if rec else None,
             "cost_usd": rec.get("cost_usd", 0.0) if rec else 0.0, "error": None,
+            "cost_source": rec.get("cost_source", "price") if rec else None,  # "provider": its usage.cost
             # provenance for the manifest: the model id the API answered with, and when
             "response_model": rec.get("model") if rec else None, "answered_at": rec.get("created_at") if rec else None,
         }
@@ -183,6 +184,7 @@ def aggregate(rows: list[dict[str, Any]], n_samples: int, metric: str) -> dict[s
         "completion_tokens": sum(r["completion_tokens"] for r in rows),
         "mean_completion_tokens": (sum(r["completion_tokens"] for r in rows) / len(rows)) if rows else None,
         "cost_usd": round(sum(r["cost_usd"] or 0.0 for r in rows), 6),
+        "cost_from_provider": sum(r.get("cost_source") == "provider" for r in rows),
     }
     lat = sorted(r["latency_s"] for r in rows if r["latency_s"] is not None)
     out["latency_mean_s"] = round(sum(lat) / len(lat), 4) if lat else None
@@ -360,10 +362,17 @@ def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, ru
                        requests=runner.stats.summary())
             benches[lb.cfg.name] = agg
         mix = (sum(v["prompt_tokens"] for v in benches.values()), sum(v["completion_tokens"] for v in benches.values()))
+        by_provider = sum(v["cost_from_provider"] for v in benches.values())
+        answered = sum(v["samples"] - v["failed"] for v in benches.values())
         b.summary.update(
             model=m.name, role=m.role, endpoint_model=runners[0][1].ep.model if runners else m.model,
             served=served_info, benchmarks=benches, grader_version=GRADER_VERSION,
-            cost={**_cost(m, runners, gen_seconds, previous, mix), "price": price_record},
+            cost={**_cost(m, runners, gen_seconds, previous, mix), "price": price_record,
+                  # what eval_cost_usd (and the cap) counted: the provider's own charge (OpenRouter's usage.cost)
+                  # for these answers, tokens x price for the rest
+                  "charged": ("provider usage.cost" if by_provider and by_provider == answered else
+                              f"provider usage.cost for {by_provider} of {answered} answers, else tokens x price"
+                              if by_provider else "tokens x price")},
             eval_cost_usd=round(sum(r.stats.cost_usd for _, r in runners), 6),
             from_cache=sum(r.stats.from_cache for _, r in runners),
             completed=sum(r.stats.completed for _, r in runners),

@@ -238,6 +238,7 @@ def build_table(models: dict[str, dict[str, Any]], rcfg: ReportConfig, eval_dir:
                      "usd_per_1m_prompt_tokens": cost.get("usd_per_1m_prompt_tokens"), "price": cost.get("price"),
                      "output_tokens_per_hour": cost.get("output_tokens_per_hour"),
                      "tokens_per_hour": cost.get("tokens_per_hour"),
+                     "charged": cost.get("charged"), "eval_cost_usd": s.get("eval_cost_usd"),
                      "complete": s.get("complete", True), "published": _published(rcfg, name, scores)})
     roles = {r: _by_role(models, r) for r in ("teacher", "student", "base")}
 
@@ -423,7 +424,10 @@ def _price_lines(table: dict[str, Any]) -> list[str]:
             src = {"openrouter": f"OpenRouter's model list ({p.get('url')}, read {p.get('fetched_at')})",
                    "config": "the config's `price:`", "table": "the built-in price table"}.get(
                 p.get("source"), "the price table")
-            lines.append(f"{r['model']}: $ per 1M prompt / completion tokens from {src}.")
+            charged = r.get("charged")
+            lines.append(f"{r['model']}: $ per 1M prompt / completion tokens from {src}"
+                         + (f"; the eval's spend counted {charged}" if charged and charged != "tokens x price" else "")
+                         + ".")
         if not r["complete"]:
             lines.append(f"{r['model']}: **incomplete** — some requests failed or were held by the cap (†: answered "
                          "of asked); unanswered items count as wrong.")

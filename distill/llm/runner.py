@@ -220,7 +220,7 @@ class ChatRunner:
             usage = usage_fields(resp.get("usage"))
             records = self.model.records(resp, pending, latency=latency, attempts=attempt)
             # no usage reported: the bill is unknown, so the worst case is what counts against the cap
-            cost = self.model.cost_usd(usage) if resp.get("usage") else worst
+            cost = self.model.cost_usd(usage, self.model.provider_cost(resp)) if resp.get("usage") else worst
             self.budget.settle(ticket, cost)
             self.limiter.settle(est_tokens, usage["prompt_tokens"] + usage["completion_tokens"])
             await self._persist(records)
