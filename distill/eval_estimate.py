@@ -23,36 +23,12 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from distill.collect.estimate import TokenCounter, _pilot_indices
+from distill.collect.estimate import TokenCounter, pilot_indices, t975, total_interval
 from distill.eval_config import EvalConfig, EvalModel
 from distill.llm import ChatRequest, ChatRunner, ResponseCache
 from distill.llm.budget import Budget, prompt_token_bound
 from distill.progress import console
 from distill.rundir import RunLayout, read_summary, write_json
-
-# two-sided 95% Student t quantiles by degrees of freedom (a pilot of 5 has 4); 1.96 past 30
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
-def t975(df: int) -> float:
-    """The 97.5% quantile of Student's t: a pilot of a few answers estimates their spread loosely, so the
-    interval widens accordingly (1.96 would cover far less than 95% at k = 2)."""
-    return _T975[df - 1] if 1 <= df <= len(_T975) else 1.96
-
-
-def total_interval(samples: list[float], remaining: int, cap: float | None) -> dict[str, float]:
-    """low / expected / high of the sum of `remaining` more values like `samples`: remaining x mean, +- t x sd x
-    sqrt(remaining + remaining^2 / k) (the spread of the values plus the uncertainty of their mean), within
-    [0, remaining x cap]."""
-    k = len(samples)
-    mean = statistics.fmean(samples)
-    sd = statistics.stdev(samples) if k > 1 else mean  # one value says nothing of the spread: assume it is large
-    half = t975(k - 1 if k > 1 else 1) * sd * math.sqrt(remaining + remaining * remaining / k)
-    top = remaining * cap if cap is not None else math.inf
-    return {"low": max(remaining * mean - half, 0.0), "expected": min(remaining * mean, top),
-            "high": min(remaining * mean + half, top)}
-
 
 def _tokenizer_for(m: EvalModel, ecfg: EvalConfig, run_root: Path) -> str | None:
     if m.name in ecfg.estimate.tokenizers:
@@ -87,15 +63,18 @@ def _cached_observations(runner: ChatRunner, lb: Any, counter: TokenCounter, ite
     recs = runner.cache.get_many([k for ks in keys.values() for k in ks]) if items else {}
     comp: list[float] = []
     ratios: list[float] = []
+    latencies: list[float] = []
     for i, ks in keys.items():
         got = [recs[k] for k in ks if k in recs]
         if not got:
             continue
         comp += [float(r.get("completion_tokens") or 0) for r in got]
+        if got[0].get("latency_s") is not None:  # one request carried all its samples: one latency
+            latencies.append(float(got[0]["latency_s"]))
         mine = counter.count(model.full_messages(lb.messages[i]))
         if mine and got[0].get("prompt_tokens"):
             ratios.append(got[0]["prompt_tokens"] / mine)
-    return {"completion": comp, "ratios": ratios}
+    return {"completion": comp, "ratios": ratios, "latencies": latencies}
 
 
 def estimate_benchmark(m: EvalModel, lb: Any, runner: ChatRunner, counter: TokenCounter, cache: ResponseCache,
@@ -113,10 +92,10 @@ def estimate_benchmark(m: EvalModel, lb: Any, runner: ChatRunner, counter: Token
         (answered if hit == n else uncached).append(i)
     counted = {i: counter.count(model.full_messages(lb.messages[i])) for i in uncached}
     bound = {i: prompt_token_bound(model.full_messages(lb.messages[i])) for i in uncached}
-    seen = _cached_observations(runner, lb, counter, [answered[j] for j in _pilot_indices(len(answered), 200)])
+    seen = _cached_observations(runner, lb, counter, [answered[j] for j in pilot_indices(len(answered), 200)])
     served = m.serve is not None
     k_new = 0 if served else max(pilot_k - len(seen["ratios"]), 0)
-    rows = [uncached[j] for j in _pilot_indices(len(uncached), k_new)]
+    rows = [uncached[j] for j in pilot_indices(len(uncached), k_new)]
     pilot = _pilot(runner, lb, rows, counted) if rows else {"completion": [], "ratios": [], "prompt": 0,
                                                             "cost": 0.0, "latencies": [], "errors": {},
                                                             "answered": set()}
@@ -132,15 +111,18 @@ def estimate_benchmark(m: EvalModel, lb: Any, runner: ChatRunner, counter: Token
     r = pilot_obs["ratios"]
     if r:  # the provider's own count corrects ours; its spread widens the range
         mean_r = statistics.fmean(r)
-        half_r = t975(len(r) - 1) * (statistics.stdev(r) if len(r) > 1 else 0.0) * math.sqrt(1 + 1 / len(r))
-        prompt = {"low": p_rem * min(min(r), mean_r - half_r), "expected": p_rem * mean_r,
-                  "high": p_rem * max(max(r), mean_r + half_r)}
+        # the total's ratio is the remaining items' average ratio: the uncertainty of the pilot's mean plus the
+        # spread of an average over len(rest) items (one item's spread applied to the total was far too wide)
+        half_r = t975(len(r) - 1) * (statistics.stdev(r) if len(r) > 1 else 0.0) * math.sqrt(
+            1 / len(r) + 1 / max(len(rest), 1))
+        prompt = {"low": p_rem * (mean_r - half_r), "expected": p_rem * mean_r, "high": p_rem * (mean_r + half_r)}
         out["prompt_tokens_source"] = (f"{counter.method} x {mean_r:.3f} (the provider's count over ours in the "
                                        f"pilot, range {min(r):.3f}-{max(r):.3f})")
     else:
         exact = not counter.method.startswith("chars/4")
         prompt = {"low": float(p_rem), "expected": float(p_rem), "high": float(p_rem if exact else b_rem)}
-        out["prompt_tokens_source"] = counter.method + ("" if exact else " (high: the byte bound)")
+        out["prompt_tokens_source"] = counter.method + ("" if exact else " (low / expected: that estimate, not a "
+                                                                   "bound; high: the byte bound, a true bound)")
     prompt = {k: min(max(v, 0.0), float(b_rem)) for k, v in prompt.items()}
     c = pilot_obs["completion"]
     prev = ((previous or {}).get("benchmarks") or {}).get(lb.cfg.name) or {}
@@ -161,7 +143,8 @@ def estimate_benchmark(m: EvalModel, lb: Any, runner: ChatRunner, counter: Token
     out["prompt_tokens_upper_bound"] = b_rem + sum(bound[i] for i in piloted)
     out["completion_tokens"] = {k: None if v is None else round(v + done_c) for k, v in comp.items()}
     out["_remaining"] = {"prompt": prompt, "completion": comp, "bound": b_rem, "samples": s_rem, "requests": len(rest)}
-    out["_latency"] = statistics.fmean(pilot["latencies"]) if pilot["latencies"] else None
+    lat = pilot["latencies"] + seen["latencies"]  # a second dry run times the run from the cached answers
+    out["_latency"] = statistics.fmean(lat) if lat else None
     return out
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from distill.cli import main
 from distill.config import parse_config
-from distill.eval_estimate import total_interval
+from distill.collect.estimate import total_interval
 from distill.evaluate import run_eval
 from distill.llm import provider_prices
 from distill.llm.budget import read_ledger
@@ -106,6 +106,7 @@ def test_dry_run_cli_budget_verdict_and_second_dry_run_is_free(tmp_path: Path, f
     g = again["models"][0]["benchmarks"]["gsm8k"]
     assert again["totals"]["pilot_cost_usd"] == 0 and g["pilot_requests"] == 0
     assert g["samples_cached"] == g["cached_answers_used"] == 2 and g["requests"] == 1  # 3 items, 2 answered
+    assert g["wall_s"] is not None  # timed from the cached answers' latencies, not "—"
     assert "sk-or-test" not in (tmp_path / "run" / "eval-estimate.json").read_text()
 
 
