@@ -1,11 +1,11 @@
 """`distill eval --dry-run`: what an eval will send and cost, per model x benchmark, before any paid request but
 a small pilot.
 
-The same machinery as `collect --dry-run` (`collect.estimate.TokenCounter`, its pilot spacing), on eval's own
-requests: the runners `evaluate.make_runners` builds, so the pilot's answers are the real run's cache hits and
-its spend goes to eval's ledger and `budget_usd`. What differs is what the interval is of: collect states the
-per-answer mean; here low/high bound the *total* the run will spend, so the interval is a prediction interval for
-the sum of the remaining answers (the pilot mean's uncertainty plus the spread of the answers themselves).
+The same machinery as `collect --dry-run` (`collect.estimate`: TokenCounter, pilot spacing, and the one interval
+rule, `total_interval`), on eval's own requests: the runners `evaluate.make_runners` builds, so the pilot's answers
+are the real run's cache hits and its spend goes to eval's ledger and `budget_usd`. low/high bound the *total* the
+run will spend: a prediction interval for the sum of the remaining answers (the pilot mean's uncertainty plus the
+spread of the answers themselves).
 
 Prompt tokens: exact where a tokenizer is known (tiktoken for OpenAI models, a served model's own files, or
 `eval.estimate.tokenizers`), else chars/4; either way the pilot's `usage.prompt_tokens` (the provider's own count)
