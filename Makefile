@@ -71,7 +71,7 @@ report:             ## the teacher-vs-student table (Markdown, JSON) and chart f
 COMPARE ?= pipelines/compare.yaml
 
 compare:            ## GPT-4o vs Llama-3 70B, Mixtral 8x22B, Qwen2 72B (OpenRouter) and the student (vLLM): eval + report
-	$(DISTILL) eval -c $(COMPARE) $(ARGS) || [ $$? -eq 1 ]   # 1: some requests failed; the report marks those rows
+	$(DISTILL) eval -c $(COMPARE) $(ARGS) || [ $$? -eq 3 ]   # 3: some requests failed or hit the cap; the report marks those cells
 	$(DISTILL) report -c $(COMPARE)
 
 compare-estimate:   ## the comparison's dry run: per model x benchmark items, tokens, $ low/expected/high, time

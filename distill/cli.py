@@ -176,10 +176,16 @@ def _replay(args: argparse.Namespace) -> int:
     return 1 if result["prompts_differ"] or not all(v["complete"] for v in result["models"].values()) else 0
 
 
+EXIT_INCOMPLETE = 3  # eval finished, but some requests failed or were held by the budget cap
+
+
 @command("eval", "score every eval model on every benchmark (cached; starts vLLM for served models)", _eval_args)
 def _eval(args: argparse.Namespace) -> int:
     from distill.evaluate import run_eval
 
+    if args.replay and args.dry_run:  # a replay sends every recorded prompt for real: no dry run of it exists
+        raise DistillError("--replay and --dry-run together: a replay has no dry run (it would send every request); "
+                           "run `distill eval --dry-run` without --replay for an estimate")
     if args.replay:
         return _replay(args)
     cfg = _load(args)
@@ -195,10 +201,13 @@ def _eval(args: argparse.Namespace) -> int:
                    limit=args.limit)
     for name, m in top["models"].items():
         scores = " ".join(f"{b}={'—' if v is None else f'{100 * v:.1f}%'}" for b, v in m["scores"].items())
-        usd = m.get("usd_per_1m_output_tokens")
+        usd = m.get("usd_per_1m_tokens")  # prompt + completion (older summaries: output only)
+        usd = m.get("usd_per_1m_output_tokens") if usd is None else usd
         print(f"eval {name} ({m['role']}): {scores} $/1M={'—' if usd is None else f'{usd:.4f}'}")
     print(f"eval: results in {cfg.layout.eval}")
-    return 0 if top.get("complete") else 1
+    # its own status (not 1, which a crash also exits with): `make compare` renders the report after an incomplete
+    # eval (the report marks those cells) but stops after anything else
+    return 0 if top.get("complete") else EXIT_INCOMPLETE
 
 
 @command("report", "render the teacher-vs-student table (Markdown, JSON) and chart from eval results", _config_args)

@@ -111,3 +111,12 @@ class EvalConfig(Section):
     def _unique_benchmarks(cls, v: list[EvalBenchmark]) -> list[EvalBenchmark]:
         return require_unique_names(v, "benchmark")
 
+    @model_validator(mode="after")
+    def _tokenizers_name_models(self) -> EvalConfig:
+        """A misspelled model name under estimate.tokenizers would silently fall back to chars/4."""
+        unknown = sorted(set(self.estimate.tokenizers) - set(self.model_names))
+        if unknown:
+            raise ValueError(f"estimate.tokenizers: {', '.join(unknown)} is not an eval model (models: "
+                             f"{', '.join(self.model_names)})")
+        return self
+

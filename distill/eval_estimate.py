@@ -1,11 +1,11 @@
 """`distill eval --dry-run`: what an eval will send and cost, per model x benchmark, before any paid request but
 a small pilot.
 
-The same machinery as `collect --dry-run` (`collect.estimate.TokenCounter`, its pilot spacing), on eval's own
-requests: the runners `evaluate.make_runners` builds, so the pilot's answers are the real run's cache hits and
-its spend goes to eval's ledger and `budget_usd`. What differs is what the interval is of: collect states the
-per-answer mean; here low/high bound the *total* the run will spend, so the interval is a prediction interval for
-the sum of the remaining answers (the pilot mean's uncertainty plus the spread of the answers themselves).
+The same machinery as `collect --dry-run` (`collect.estimate`: TokenCounter, pilot spacing, and the one interval
+rule, `total_interval`), on eval's own requests: the runners `evaluate.make_runners` builds, so the pilot's answers
+are the real run's cache hits and its spend goes to eval's ledger and `budget_usd`. low/high bound the *total* the
+run will spend: a prediction interval for the sum of the remaining answers (the pilot mean's uncertainty plus the
+spread of the answers themselves).
 
 Prompt tokens: exact where a tokenizer is known (tiktoken for OpenAI models, a served model's own files, or
 `eval.estimate.tokenizers`), else chars/4; either way the pilot's `usage.prompt_tokens` (the provider's own count)
@@ -23,48 +23,12 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from distill.collect.estimate import TokenCounter, _pilot_indices
-from distill.errors import ConfigError
+from distill.collect.estimate import TokenCounter, pilot_indices, t975, total_interval
 from distill.eval_config import EvalConfig, EvalModel
 from distill.llm import ChatRequest, ChatRunner, ResponseCache
 from distill.llm.budget import Budget, prompt_token_bound
 from distill.progress import console
 from distill.rundir import RunLayout, read_summary, write_json
-
-# two-sided 95% Student t quantiles by degrees of freedom (a pilot of 5 has 4); 1.96 past 30
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
-def t975(df: int) -> float:
-    """The 97.5% quantile of Student's t: a pilot of a few answers estimates their spread loosely, so the
-    interval widens accordingly (1.96 would cover far less than 95% at k = 2)."""
-    return _T975[df - 1] if 1 <= df <= len(_T975) else 1.96
-
-
-def choose_models(ecfg: EvalConfig, models: list[str] | None) -> list[EvalModel]:
-    """The eval models named (all when none), or one error naming the unknown ones."""
-    if not models:
-        return list(ecfg.models)
-    unknown = sorted(set(models) - {m.name for m in ecfg.models})
-    if unknown:
-        raise ConfigError(f"eval.models: no model named {', '.join(unknown)} (have: "
-                          f"{', '.join(m.name for m in ecfg.models)})")
-    return [m for m in ecfg.models if m.name in models]
-
-
-def total_interval(samples: list[float], remaining: int, cap: float | None) -> dict[str, float]:
-    """low / expected / high of the sum of `remaining` more values like `samples`: remaining x mean, +- t x sd x
-    sqrt(remaining + remaining^2 / k) (the spread of the values plus the uncertainty of their mean), within
-    [0, remaining x cap]."""
-    k = len(samples)
-    mean = statistics.fmean(samples)
-    sd = statistics.stdev(samples) if k > 1 else mean  # one value says nothing of the spread: assume it is large
-    half = t975(k - 1 if k > 1 else 1) * sd * math.sqrt(remaining + remaining * remaining / k)
-    top = remaining * cap if cap is not None else math.inf
-    return {"low": max(remaining * mean - half, 0.0), "expected": min(remaining * mean, top),
-            "high": min(remaining * mean + half, top)}
-
 
 def _tokenizer_for(m: EvalModel, ecfg: EvalConfig, run_root: Path) -> str | None:
     if m.name in ecfg.estimate.tokenizers:
@@ -85,6 +49,7 @@ def _pilot(runner: ChatRunner, lb: Any, rows: list[int], counted: dict[int, int]
     ratios = [recs[0]["prompt_tokens"] / counted[i] for i, recs in got.items() if recs and counted[i]]
     return {"completion": [float(r["completion_tokens"]) for recs in got.values() for r in recs],
             "ratios": ratios, "prompt": sum(recs[0]["prompt_tokens"] for recs in got.values() if recs),
+            "answered": {i for i, recs in got.items() if recs},
             "cost": stats.cost_usd, "latencies": list(stats.latencies),
             "errors": dict(stats.errors) | ({"not sent": stats.not_sent, "stopped": stats.stopped}
                                             if stats.not_sent else {})}
@@ -98,15 +63,18 @@ def _cached_observations(runner: ChatRunner, lb: Any, counter: TokenCounter, ite
     recs = runner.cache.get_many([k for ks in keys.values() for k in ks]) if items else {}
     comp: list[float] = []
     ratios: list[float] = []
+    latencies: list[float] = []
     for i, ks in keys.items():
         got = [recs[k] for k in ks if k in recs]
         if not got:
             continue
         comp += [float(r.get("completion_tokens") or 0) for r in got]
+        if got[0].get("latency_s") is not None:  # one request carried all its samples: one latency
+            latencies.append(float(got[0]["latency_s"]))
         mine = counter.count(model.full_messages(lb.messages[i]))
         if mine and got[0].get("prompt_tokens"):
             ratios.append(got[0]["prompt_tokens"] / mine)
-    return {"completion": comp, "ratios": ratios}
+    return {"completion": comp, "ratios": ratios, "latencies": latencies}
 
 
 def estimate_benchmark(m: EvalModel, lb: Any, runner: ChatRunner, counter: TokenCounter, cache: ResponseCache,
@@ -124,14 +92,15 @@ def estimate_benchmark(m: EvalModel, lb: Any, runner: ChatRunner, counter: Token
         (answered if hit == n else uncached).append(i)
     counted = {i: counter.count(model.full_messages(lb.messages[i])) for i in uncached}
     bound = {i: prompt_token_bound(model.full_messages(lb.messages[i])) for i in uncached}
-    seen = _cached_observations(runner, lb, counter, [answered[j] for j in _pilot_indices(len(answered), 200)])
+    seen = _cached_observations(runner, lb, counter, [answered[j] for j in pilot_indices(len(answered), 200)])
     served = m.serve is not None
     k_new = 0 if served else max(pilot_k - len(seen["ratios"]), 0)
-    rows = [uncached[j] for j in _pilot_indices(len(uncached), k_new)]
+    rows = [uncached[j] for j in pilot_indices(len(uncached), k_new)]
     pilot = _pilot(runner, lb, rows, counted) if rows else {"completion": [], "ratios": [], "prompt": 0,
-                                                            "cost": 0.0, "latencies": [], "errors": {}}
+                                                            "cost": 0.0, "latencies": [], "errors": {},
+                                                            "answered": set()}
     pilot_obs = {"completion": pilot["completion"] + seen["completion"], "ratios": pilot["ratios"] + seen["ratios"]}
-    piloted = set(rows)
+    piloted = pilot["answered"]  # a pilot request that failed or the cap held back is still to be paid for
     rest = [i for i in uncached if i not in piloted]
     p_rem, b_rem, s_rem = sum(counted[i] for i in rest), sum(bound[i] for i in rest), len(rest) * n
     out: dict[str, Any] = {"items": len(lb.items), "samples_per_item": n, "requests": len(uncached),
@@ -142,15 +111,18 @@ def estimate_benchmark(m: EvalModel, lb: Any, runner: ChatRunner, counter: Token
     r = pilot_obs["ratios"]
     if r:  # the provider's own count corrects ours; its spread widens the range
         mean_r = statistics.fmean(r)
-        half_r = t975(len(r) - 1) * (statistics.stdev(r) if len(r) > 1 else 0.0) * math.sqrt(1 + 1 / len(r))
-        prompt = {"low": p_rem * min(min(r), mean_r - half_r), "expected": p_rem * mean_r,
-                  "high": p_rem * max(max(r), mean_r + half_r)}
+        # the total's ratio is the remaining items' average ratio: the uncertainty of the pilot's mean plus the
+        # spread of an average over len(rest) items (one item's spread applied to the total was far too wide)
+        half_r = t975(len(r) - 1) * (statistics.stdev(r) if len(r) > 1 else 0.0) * math.sqrt(
+            1 / len(r) + 1 / max(len(rest), 1))
+        prompt = {"low": p_rem * (mean_r - half_r), "expected": p_rem * mean_r, "high": p_rem * (mean_r + half_r)}
         out["prompt_tokens_source"] = (f"{counter.method} x {mean_r:.3f} (the provider's count over ours in the "
                                        f"pilot, range {min(r):.3f}-{max(r):.3f})")
     else:
         exact = not counter.method.startswith("chars/4")
         prompt = {"low": float(p_rem), "expected": float(p_rem), "high": float(p_rem if exact else b_rem)}
-        out["prompt_tokens_source"] = counter.method + ("" if exact else " (high: the byte bound)")
+        out["prompt_tokens_source"] = counter.method + ("" if exact else " (low / expected: that estimate, not a "
+                                                                   "bound; high: the byte bound, a true bound)")
     prompt = {k: min(max(v, 0.0), float(b_rem)) for k, v in prompt.items()}
     c = pilot_obs["completion"]
     prev = ((previous or {}).get("benchmarks") or {}).get(lb.cfg.name) or {}
@@ -168,10 +140,11 @@ def estimate_benchmark(m: EvalModel, lb: Any, runner: ChatRunner, counter: Token
         out["completion_tokens_source"] = "max_tokens (no pilot: expected = worst case)"
     done_c = sum(pilot["completion"])
     out["prompt_tokens"] = {k: round(v) + pilot["prompt"] for k, v in prompt.items()}  # the pilot's: as billed
-    out["prompt_tokens_upper_bound"] = b_rem + sum(bound[i] for i in rows)
+    out["prompt_tokens_upper_bound"] = b_rem + sum(bound[i] for i in piloted)
     out["completion_tokens"] = {k: None if v is None else round(v + done_c) for k, v in comp.items()}
     out["_remaining"] = {"prompt": prompt, "completion": comp, "bound": b_rem, "samples": s_rem, "requests": len(rest)}
-    out["_latency"] = statistics.fmean(pilot["latencies"]) if pilot["latencies"] else None
+    lat = pilot["latencies"] + seen["latencies"]  # a second dry run times the run from the cached answers
+    out["_latency"] = statistics.fmean(lat) if lat else None
     return out
 
 
@@ -209,15 +182,18 @@ def _price_benchmark(row: dict[str, Any], runner: ChatRunner, m: EvalModel, tph:
 
 
 def estimate_model(m: EvalModel, loaded: list[Any], ecfg: EvalConfig, layout: RunLayout, cache: ResponseCache,
-                   budget: Budget) -> dict[str, Any]:
-    """One model: its price (and where it came from), and every benchmark's estimate."""
-    from distill.evaluate import _served_identity, make_runners, priced_model
+                   budget: Budget, priced_as: tuple[EvalModel, dict[str, Any]]) -> dict[str, Any]:
+    """One model (priced up front by `evaluate.price_models`): its price and where it came from, and every
+    benchmark's estimate."""
+    from distill.evaluate import _served_identity, make_runners
 
-    priced, price_rec = priced_model(m)
+    priced, price_rec = priced_as
     identity = _served_identity(m, layout.root)[0] if m.serve is not None else None
     runners = make_runners(priced, loaded, ecfg, cache, budget, model_id=m.name if m.serve else None,
                            identity=identity)
-    counter = TokenCounter(m.model or m.name, _tokenizer_for(m, ecfg, layout.root))
+    field = (f"eval.estimate.tokenizers.{m.name}" if m.name in ecfg.estimate.tokenizers
+             else f"eval.models.{m.name}.serve.model")
+    counter = TokenCounter(m.model or m.name, _tokenizer_for(m, ecfg, layout.root), field=field)
     previous = read_summary(layout.eval_model(m.name))
     tph = ((previous or {}).get("cost") or {}).get("output_tokens_per_hour")
     benches = {}
@@ -257,16 +233,17 @@ def run_eval_estimate(ecfg: EvalConfig, layout: RunLayout, *, models: list[str] 
                       limit: int | None = None) -> dict[str, Any]:
     """The dry run: sends only the pilot (paid, in the eval ledger, held to budget_usd); prints and saves the
     estimate."""
-    from distill.evaluate import load_benchmarks
+    from distill.evaluate import choose_models, load_benchmarks, price_models
 
     if limit is not None:
         ecfg = ecfg.model_copy(update={"limit": limit})
     chosen = choose_models(ecfg, models)
     loaded = load_benchmarks(ecfg, layout.root)
+    priced = price_models(chosen, layout.root)  # every model's price and weights, before the first pilot request
     cache = ResponseCache(layout.cache)
     budget = Budget.open(layout.root, "eval", ecfg.budget_usd)
     try:
-        rows = [estimate_model(m, loaded, ecfg, layout, cache, budget) for m in chosen]
+        rows = [estimate_model(m, loaded, ecfg, layout, cache, budget, priced[m.name]) for m in chosen]
         spend = budget.summary()
     finally:
         budget.close()
@@ -292,6 +269,13 @@ def _range(d: dict[str, Any], money: bool = False) -> str:
     return f"{f(d['low'])} / {f(d['expected'])} / {f(d['high'])}"
 
 
+def _money(v: float | None) -> str:
+    """$2.50, not $2.5; sub-cent prices keep their digits ($0.0375)."""
+    if v is None:
+        return "$—"
+    return f"${v:.2f}" if v >= 0.1 or v == 0 else f"${v:.4g}"
+
+
 def print_eval_estimate(result: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -312,8 +296,9 @@ def print_eval_estimate(result: dict[str, Any]) -> None:
     for m in result["models"]:
         p = m["price"]
         src = p.get("source")
-        what = (f"GPU ${p.get('gpu_usd_per_hour')}/hour" if src == "gpu" else
-                f"${p.get('usd_per_1m_prompt')} / ${p.get('usd_per_1m_completion')} per 1M prompt / completion "
+        what = (f"GPU {_money(p.get('gpu_usd_per_hour'))}/hour" if src == "gpu" else
+                f"{_money(p.get('usd_per_1m_prompt'))} / {_money(p.get('usd_per_1m_completion'))} per 1M prompt / "
+                f"completion "
                 f"tokens ({src}{', read ' + p['fetched_at'] if p.get('fetched_at') else ''})")
         first = next(iter(m["benchmarks"].values()), {})
         for b, r in m["benchmarks"].items():

@@ -151,6 +151,7 @@ def _score_all(lb: LoadedBenchmark, results: dict[tuple[str, int], list[dict[str
             "completion_tokens": rec["completion_tokens"] if rec else 0,
             "latency_s": rec["latency_s"] if rec else None, "finish_reason": rec.get("finish_reason") if rec else None,
             "cost_usd": rec.get("cost_usd", 0.0) if rec else 0.0, "error": None,
+            "cost_source": rec.get("cost_source", "price") if rec else None,  # "provider": its usage.cost
             # provenance for the manifest: the model id the API answered with, and when
             "response_model": rec.get("model") if rec else None, "answered_at": rec.get("created_at") if rec else None,
         }
@@ -183,6 +184,7 @@ def aggregate(rows: list[dict[str, Any]], n_samples: int, metric: str) -> dict[s
         "completion_tokens": sum(r["completion_tokens"] for r in rows),
         "mean_completion_tokens": (sum(r["completion_tokens"] for r in rows) / len(rows)) if rows else None,
         "cost_usd": round(sum(r["cost_usd"] or 0.0 for r in rows), 6),
+        "cost_from_provider": sum(r.get("cost_source") == "provider" for r in rows),
     }
     lat = sorted(r["latency_s"] for r in rows if r["latency_s"] is not None)
     out["latency_mean_s"] = round(sum(lat) / len(lat), 4) if lat else None
@@ -211,31 +213,65 @@ def aggregate(rows: list[dict[str, Any]], n_samples: int, metric: str) -> dict[s
     return out
 
 
-def _cost(m: EvalModel, runners: list[tuple[LoadedBenchmark, ChatRunner]], new_tokens: int, gen_seconds: float,
-          previous: dict[str, Any] | None) -> dict[str, Any]:
-    """$ per 1M output tokens: the price table for an API, GPU $/hour over measured throughput for a served model."""
-    cost: dict[str, Any] = {"new_completion_tokens": new_tokens, "generation_seconds": round(gen_seconds, 3)}
-    tph = new_tokens / gen_seconds * 3600 if new_tokens and gen_seconds > 0 else None
+def _blended(prompt: int, completion: int, usd_prompt: float | None, usd_completion: float | None) -> float | None:
+    """$ per 1M tokens over every token the eval processed (prompt + completion) at this model's own mix: the one
+    figure comparable between an API (billed per token, in and out) and a served model (billed per GPU hour)."""
+    if usd_prompt is None or usd_completion is None or prompt + completion <= 0:
+        return None
+    return round((prompt * usd_prompt + completion * usd_completion) / (prompt + completion), 6)
+
+
+def _cost(m: EvalModel, runners: list[tuple[LoadedBenchmark, ChatRunner]], gen_seconds: float,
+          previous: dict[str, Any] | None, mix: tuple[int, int]) -> dict[str, Any]:
+    """$ per 1M tokens: the provider's price for an API; for a served model, GPU $/hour over the throughput
+    measured while eval generated. `mix`: (prompt, completion) tokens of the whole eval of this model.
+
+    `usd_per_1m_tokens` is over prompt + completion tokens for every row (a served model's generation time is
+    prefill + decode, so its $ is per token processed, not per token written: MMLU's ~650 prompt tokens per
+    ~5 written would inflate a per-output figure ~100x); `usd_per_1m_output_tokens` stays for reference."""
+    new_prompt = sum(r.stats.prompt_tokens for _, r in runners)
+    new_tokens = sum(r.stats.completion_tokens for _, r in runners)
+    cost: dict[str, Any] = {"new_prompt_tokens": new_prompt, "new_completion_tokens": new_tokens,
+                            "generation_seconds": round(gen_seconds, 3)}
+    measured = bool(new_tokens and gen_seconds > 0)
+    tph = new_tokens / gen_seconds * 3600 if measured else None
+    all_tph = (new_prompt + new_tokens) / gen_seconds * 3600 if measured else None
     source = "measured"
     if tph is None and previous:  # every answer was cached: keep the last measurement of this model
-        tph = (previous.get("cost") or {}).get("output_tokens_per_hour")
+        prev = previous.get("cost") or {}
+        tph, all_tph = prev.get("output_tokens_per_hour"), prev.get("tokens_per_hour")
         source = "previous run" if tph else "none"
     cost["output_tokens_per_hour"] = round(tph, 1) if tph else None
+    cost["tokens_per_hour"] = round(all_tph, 1) if all_tph else None
     if m.gpu_usd_per_hour is not None:
-        cost.update(basis="gpu", gpu_usd_per_hour=m.gpu_usd_per_hour, throughput_source=source,
-                    usd_per_1m_output_tokens=(m.gpu_usd_per_hour / tph * 1e6) if tph else None)
+        usd = m.gpu_usd_per_hour
+        cost.update(basis="gpu", gpu_usd_per_hour=usd, throughput_source=source,
+                    usd_per_1m_output_tokens=(usd / tph * 1e6) if tph else None,
+                    usd_per_1m_tokens=round(usd / all_tph * 1e6, 6) if all_tph else None)
         if not tph:
             cost["note"] = "no uncached answers were generated, so throughput could not be measured (use --force " \
                            "with a fresh cache)"
         return cost
     price = runners[0][1].price if runners else None
     if price is not None and price.known:  # config, the provider's list or the built-in table: cost.price says
-        cost.update(basis="price table", usd_per_1m_output_tokens=price.completion,
-                    usd_per_1m_prompt_tokens=price.prompt)
+        cost.update(basis="per token", usd_per_1m_output_tokens=price.completion,
+                    usd_per_1m_prompt_tokens=price.prompt,
+                    usd_per_1m_tokens=_blended(mix[0], mix[1], price.prompt, price.completion))
     else:
-        cost.update(basis="unknown", usd_per_1m_output_tokens=None,
+        cost.update(basis="unknown", usd_per_1m_output_tokens=None, usd_per_1m_tokens=None,
                     note="no price known and no gpu_usd_per_hour set")
     return cost
+
+
+def choose_models(ecfg: EvalConfig, models: list[str] | None) -> list[EvalModel]:
+    """The eval models named (all when none), or one error naming the unknown ones."""
+    if not models:
+        return list(ecfg.models)
+    unknown = sorted(set(models) - {m.name for m in ecfg.models})
+    if unknown:
+        raise ConfigError(f"eval.models: no model named {', '.join(unknown)} (have: "
+                          f"{', '.join(m.name for m in ecfg.models)})")
+    return [m for m in ecfg.models if m.name in models]
 
 
 def priced_model(m: EvalModel) -> tuple[EvalModel, dict[str, Any]]:
@@ -246,6 +282,18 @@ def priced_model(m: EvalModel) -> tuple[EvalModel, dict[str, Any]]:
     from distill.llm.provider_prices import resolve_price
 
     return resolve_price(m, field="eval.models")
+
+
+def price_models(models: list[EvalModel], run_root: Path) -> dict[str, tuple[EvalModel, dict[str, Any]]]:
+    """Every model priced and every served model's weights found, all before the first request: a typo in the
+    last model's id, or a student path that does not exist, is one error before anything is paid (checked model
+    by model inside the loop, it came after the earlier models had been sent)."""
+    out = {}
+    for m in models:
+        if m.serve is not None:
+            _served_identity(m, run_root)  # the weights exist (a local dir, or a hub id that resolves)
+        out[m.name] = priced_model(m)
+    return out
 
 
 def make_runners(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, cache: ResponseCache,
@@ -263,13 +311,16 @@ def make_runners(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, 
 
 
 def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, run_root: Path, cache: ResponseCache,
-               budget: Budget, stage_dir: Path, fp: str, previous: dict[str, Any] | None) -> dict[str, Any]:
-    """Ask one model every loaded benchmark (serving it first if it is local), score, write stage_dir."""
+               budget: Budget, stage_dir: Path, fp: str, previous: dict[str, Any] | None,
+               priced: tuple[EvalModel, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Ask one model every loaded benchmark (serving it first if it is local), score, write stage_dir.
+
+    `priced`: the model with its price and the price's record, as `price_models` found them up front."""
     t_start = time.monotonic()
     server: VLLMServer | None = None
     identity = None
     config_json = _model_config_json(m)  # as configured (the price looked up below is not part of it)
-    m, price_record = priced_model(m)
+    m, price_record = priced or priced_model(m)
     if m.serve is not None:
         identity, _ = _served_identity(m, run_root)
         server = build_server(m.serve, run_root, served_name=m.name, port=0, host="127.0.0.1",
@@ -310,11 +361,18 @@ def eval_model(m: EvalModel, loaded: list[LoadedBenchmark], ecfg: EvalConfig, ru
                        sampling={**runner.ep.params.request_kwargs(), "n": runner.ep.params.n},
                        requests=runner.stats.summary())
             benches[lb.cfg.name] = agg
-        new_tokens = sum(r.stats.completion_tokens for _, r in runners)
+        mix = (sum(v["prompt_tokens"] for v in benches.values()), sum(v["completion_tokens"] for v in benches.values()))
+        by_provider = sum(v["cost_from_provider"] for v in benches.values())
+        answered = sum(v["samples"] - v["failed"] for v in benches.values())
         b.summary.update(
             model=m.name, role=m.role, endpoint_model=runners[0][1].ep.model if runners else m.model,
             served=served_info, benchmarks=benches, grader_version=GRADER_VERSION,
-            cost={**_cost(m, runners, new_tokens, gen_seconds, previous), "price": price_record},
+            cost={**_cost(m, runners, gen_seconds, previous, mix), "price": price_record,
+                  # what eval_cost_usd (and the cap) counted: the provider's own charge (OpenRouter's usage.cost)
+                  # for these answers, tokens x price for the rest
+                  "charged": ("provider usage.cost" if by_provider and by_provider == answered else
+                              f"provider usage.cost for {by_provider} of {answered} answers, else tokens x price"
+                              if by_provider else "tokens x price")},
             eval_cost_usd=round(sum(r.stats.cost_usd for _, r in runners), 6),
             from_cache=sum(r.stats.from_cache for _, r in runners),
             completed=sum(r.stats.completed for _, r in runners),
@@ -352,12 +410,15 @@ def run_eval(ecfg: EvalConfig, layout: RunLayout, *, pipeline: str | None = None
     """
     if limit is not None:
         ecfg = ecfg.model_copy(update={"limit": limit})
-    from distill.eval_estimate import choose_models
-
     run_root = layout.root
     chosen = choose_models(ecfg, models)
     t_start = time.monotonic()
     loaded = load_benchmarks(ecfg, run_root)
+    # everything that can fail on a config mistake, for every model, before the first request is sent
+    stages = {m.name: Stage("eval", layout.eval_model(m.name), model_fingerprint(ecfg, m, loaded, run_root),
+                            _model_config_json(m), label=f"eval {m.name}") for m in chosen}
+    to_run = [m for m in chosen if force or not is_fresh(stages[m.name].dir, stages[m.name].fp)]
+    priced = price_models(to_run, run_root)
     bench_cfg = [b.model_dump(mode="json") for b in ecfg.benchmarks]
     eval_dir = layout.eval
     budget = Budget.open(run_root, "eval", ecfg.budget_usd)  # the run dir's ledger: the cap counts every run
@@ -366,17 +427,18 @@ def run_eval(ecfg: EvalConfig, layout: RunLayout, *, pipeline: str | None = None
     cache = ResponseCache(layout.cache)
     try:
         for m in chosen:
-            fp = model_fingerprint(ecfg, m, loaded, run_root)
-            stage = Stage("eval", layout.eval_model(m.name), fp, _model_config_json(m), label=f"eval {m.name}")
+            stage = stages[m.name]
             previous = read_summary(stage.dir)
             summary = stage.fresh(force)
             if summary is None:
-                summary = eval_model(m, loaded, ecfg, run_root, cache, budget, stage.dir, fp, previous)
+                summary = eval_model(m, loaded, ecfg, run_root, cache, budget, stage.dir, stage.fp, previous,
+                                     priced.get(m.name))
             if (summary.get("cost") or {}).get("price") is not None:
                 prices[m.name] = summary["cost"]["price"]
             index[m.name] = {"role": summary["role"], "dir": str(stage.dir), "complete": summary.get("complete"),
                              "scores": {b: v["score"] for b, v in summary["benchmarks"].items()},
-                             "usd_per_1m_output_tokens": (summary.get("cost") or {}).get("usd_per_1m_output_tokens")}
+                             "usd_per_1m_output_tokens": (summary.get("cost") or {}).get("usd_per_1m_output_tokens"),
+                             "usd_per_1m_tokens": (summary.get("cost") or {}).get("usd_per_1m_tokens")}
     finally:
         budget.close()
         cache.close()
@@ -388,7 +450,7 @@ def run_eval(ecfg: EvalConfig, layout: RunLayout, *, pipeline: str | None = None
     if prices:
         from distill.llm.provider_prices import record_prices
 
-        record_prices(layout.prices, "eval", prices)
+        record_prices(layout.prices, "eval", prices, unchanged=set(prices) - set(priced))
     write_json(eval_dir / "summary.json", top)
     write_manifest(eval_dir, loaded, pipeline or run_root.name)
     return top

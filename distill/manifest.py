@@ -95,6 +95,9 @@ def model_entry(model_dir: Path, summary: dict[str, Any], benches: dict[str, dic
             "first_answer_at": min(dates) if dates else None, "last_answer_at": max(dates) if dates else None,
             "evaluated_at": summary.get("finished_at"), "grader_version": summary.get("grader_version"),
             "usd_per_1m_output_tokens": (summary.get("cost") or {}).get("usd_per_1m_output_tokens"),
+            # over prompt + completion tokens (the report's column), and what the spend counted
+            "usd_per_1m_tokens": (summary.get("cost") or {}).get("usd_per_1m_tokens"),
+            "charged": (summary.get("cost") or {}).get("charged"),
             # the price billed and where it came from (config, the provider's model list and when, table, GPU)
             "price": (summary.get("cost") or {}).get("price"),
             "cost_usd": round(sum(b["cost_usd"] for b in out_b.values()), 6), "benchmarks": out_b}

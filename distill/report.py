@@ -62,7 +62,7 @@ def _agreed(values: dict[str, Any], fmt: Any = str) -> str:
     return common + (f" ({', '.join(others)})" if others else "")
 
 
-def column_protocol(b: str, models: dict[str, dict[str, Any]]) -> dict[str, str]:
+def column_protocol(b: str, models: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """How a column was measured, as every model ran it: shots, chat format, scoring, sampling, grader."""
     ran = {m: s for m, s in models.items() if b in (s.get("benchmarks") or {})}
     info = {m: s["benchmarks"][b] for m, s in ran.items()}
@@ -73,13 +73,34 @@ def column_protocol(b: str, models: dict[str, dict[str, Any]]) -> dict[str, str]
     fmt = {m: "chat, zero-shot" if not k else "chat, exemplars as multi-turn user/assistant turns"
            for m, k in shots.items()}
     scoring = desc.get("scoring") or getattr(KINDS.get(kind), "scoring", "generative")
-    return {
-        "shots": _agreed(shots), "format": _agreed(fmt), "scoring": scoring,
-        "max_tokens": _agreed({m: v.get("max_tokens") for m, v in info.items()}),
-        "temperature": _agreed({m: v.get("temperature") for m, v in info.items()}, lambda t: f"{t:g}"),
-        "samples": _agreed({m: v.get("n", 1) for m, v in info.items()}),
-        "grader": _agreed({m: s.get("grader_version") or "unversioned" for m, s in ran.items()}),
+    raw: dict[str, dict[str, Any]] = {
+        "shots": shots, "format": fmt,
+        "max_tokens": {m: v.get("max_tokens") for m, v in info.items()},
+        "temperature": {m: v.get("temperature") for m, v in info.items()},
+        "samples": {m: v.get("n", 1) for m, v in info.items()},
+        "grader": {m: s.get("grader_version") or "unversioned" for m, s in ran.items()},
+        # what else changes a score: how many items (--limit, a cap), the other sampling settings sent (top_p,
+        # extra_body, reasoning ...), a system prompt of the model's own
+        "items": {m: v.get("items") for m, v in info.items()},
+        "sampling": {m: _other_sampling(v) for m, v in info.items()},
+        "system_prompt": {m: "yes" if ((s.get("config") or {}).get("system_prompt")) else "none"
+                          for m, s in ran.items()},
     }
+    out: dict[str, Any] = {k: _agreed(v, (lambda t: f"{t:g}") if k == "temperature" else str) for k, v in raw.items()}
+    out["scoring"] = scoring
+    out["differs"] = {k: len({str(x) for x in v.values()}) > 1 for k, v in raw.items()}
+    return out
+
+
+_PROTOCOL_KEYS = ("max_tokens", "max_completion_tokens", "temperature", "n")
+
+
+def _other_sampling(v: dict[str, Any]) -> str:
+    """The sampling settings sent besides max tokens, temperature and n ('default' when none)."""
+    import json
+
+    rest = {k: x for k, x in (v.get("sampling") or {}).items() if k not in _PROTOCOL_KEYS}
+    return json.dumps(rest, sort_keys=True, separators=(",", ":")) if rest else "default"
 
 
 def _item_scores(eval_dir: Path, model: str, b: str) -> dict[str, float] | None:
@@ -171,17 +192,22 @@ def _usd(v: float | None) -> str:
     return f"${v:.4f}" if v < 0.1 else f"${v:.2f}"
 
 
-def build_table(models: dict[str, dict[str, Any]], rcfg: ReportConfig, eval_dir: Path | None = None) -> dict[str, Any]:
+def build_table(models: dict[str, dict[str, Any]], rcfg: ReportConfig, eval_dir: Path | None = None,
+                eval_models: list[str] | None = None) -> dict[str, Any]:
     """The report as data: rows (one per model), columns (benchmarks, each with its protocol), gaps, the
-    primary-benchmark ratios; with `eval_dir` (per-item rows) also paired intervals and lm-eval's GSM8K scores."""
+    primary-benchmark ratios; with `eval_dir` (per-item rows) also paired intervals and lm-eval's GSM8K scores.
+
+    `eval_models`: the eval config's model names; a published entry for one of them not evaluated yet (a partial
+    eval, `--model`) is left out and said so, one for a name eval does not have at all is an error (a typo)."""
     if rcfg.models:
         unknown = [m for m in rcfg.models if m not in models]
         if unknown:
             raise InputError(f"report.models: {', '.join(unknown)} not evaluated (have: {', '.join(models)})")
         models = {m: models[m] for m in rcfg.models}
-    unknown = [m for m in rcfg.published if m not in models]
+    unknown = [m for m in rcfg.published if m not in models and (eval_models is None or m not in eval_models)]
     if unknown:
         raise InputError(f"report.published: {', '.join(unknown)} not evaluated (have: {', '.join(models)})")
+    published_skipped = [m for m in rcfg.published if m not in models]
     benches: list[str] = []
     for s in models.values():
         benches += [b for b in s.get("benchmarks", {}) if b not in benches]
@@ -201,11 +227,18 @@ def build_table(models: dict[str, dict[str, Any]], rcfg: ReportConfig, eval_dir:
         for b in benches:
             v = (s.get("benchmarks") or {}).get(b)
             scores[b] = None if v is None else {"score": v.get("score"), "stderr": v.get("stderr"),
-                                                "items": v.get("items"), "failed": v.get("failed", 0)}
+                                                "items": v.get("items"), "failed": v.get("failed", 0),
+                                                "samples": v.get("samples", v.get("items"))}
+        blended = cost.get("usd_per_1m_tokens")
         rows.append({"model": name, "role": s.get("role", "other"), "scores": scores,
-                     "usd_per_1m_tokens": cost.get("usd_per_1m_output_tokens"), "cost_basis": cost.get("basis"),
+                     # over prompt + completion tokens (an older summary has only the per-output figure)
+                     "usd_per_1m_tokens": blended if blended is not None else cost.get("usd_per_1m_output_tokens"),
+                     "usd_per_1m_basis": "all tokens" if blended is not None else "output tokens",
+                     "usd_per_1m_output_tokens": cost.get("usd_per_1m_output_tokens"), "cost_basis": cost.get("basis"),
                      "usd_per_1m_prompt_tokens": cost.get("usd_per_1m_prompt_tokens"), "price": cost.get("price"),
                      "output_tokens_per_hour": cost.get("output_tokens_per_hour"),
+                     "tokens_per_hour": cost.get("tokens_per_hour"),
+                     "charged": cost.get("charged"), "eval_cost_usd": s.get("eval_cost_usd"),
                      "complete": s.get("complete", True), "published": _published(rcfg, name, scores)})
     roles = {r: _by_role(models, r) for r in ("teacher", "student", "base")}
 
@@ -228,17 +261,24 @@ def build_table(models: dict[str, dict[str, Any]], rcfg: ReportConfig, eval_dir:
     harness = ({c["benchmark"]: harness_scores(eval_dir, list(models), c["benchmark"]) for c in columns
                 if c["kind"] == "gsm8k"} if eval_dir is not None else {})
     return {"columns": columns, "rows": rows, "roles": roles, "gap_recovered": gaps, "student_over_teacher": ratio,
-            "primary": primary, "paired": paired, "harness": harness}
+            "primary": primary, "paired": paired, "harness": harness, "published_skipped": published_skipped}
 
 
 Z95 = 1.96
 
 
 def score_interval(v: dict[str, Any] | None) -> tuple[float, float] | None:
-    """The 95% interval of a score (normal approximation, ± 1.96 standard errors over items), within [0, 1]."""
-    if not v or v.get("score") is None or not v.get("stderr"):
+    """The 95% Wilson score interval of a score over its items.
+
+    Why Wilson, not ± 1.96 standard errors: at 0% or 100% the standard error is 0 and that interval vanishes
+    (a published 95% would look "outside" a measured 100% of 20 items); Wilson stays honest near the ends and
+    inside [0, 1]. Items with several samples enter with their share correct (an approximation)."""
+    if not v or v.get("score") is None or not v.get("items"):
         return None
-    return max(v["score"] - Z95 * v["stderr"], 0.0), min(v["score"] + Z95 * v["stderr"], 1.0)
+    p, n, z2 = float(v["score"]), int(v["items"]), Z95 * Z95
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = Z95 / (1 + z2 / n) * (p * (1 - p) / n + z2 / (4 * n * n)) ** 0.5
+    return max(centre - half, 0.0), min(centre + half, 1.0)
 
 
 def _published(rcfg: ReportConfig, model: str, scores: dict[str, Any]) -> dict[str, Any]:
@@ -269,6 +309,9 @@ def _score_cell(v: dict[str, Any] | None, pub: dict[str, Any] | None) -> str:
     else:
         iv = score_interval(v)
         text = f"{100 * v['score']:.1f}" + (f" [{100 * iv[0]:.1f}, {100 * iv[1]:.1f}]" if iv else "")
+        if v.get("failed"):  # unanswered (failed, or held by the cap) counts as wrong: the cell says how many
+            total = v.get("samples") or v.get("items") or 0
+            text += f" † {total - v['failed']}/{total} answered"
     if pub:
         d = "—" if pub["diff"] is None else f"{100 * pub['diff']:+.1f}"
         if pub["inside_interval"] is False:
@@ -278,15 +321,19 @@ def _score_cell(v: dict[str, Any] | None, pub: dict[str, Any] | None) -> str:
 
 
 def _price_cell(r: dict[str, Any]) -> str:
-    """'$2.50 in / $10.00 out' for an API (per 1M prompt / completion tokens); '$0.12 out (GPU)' for a served
-    model (GPU $/hour over measured output tokens/hour)."""
-    out = r["usd_per_1m_tokens"]
-    if out is None:
+    """'$3.10 ($2.50 in / $10.00 out)' for an API: $ per 1M tokens over prompt + completion at the eval's own mix,
+    then the list prices; '$0.05 (GPU)' for a served model: GPU $/hour over tokens processed per hour. An older
+    summary without the blended figure shows what it has ('$2.50 in / $10.00 out', '$0.12 out (GPU)')."""
+    usd = r["usd_per_1m_tokens"]
+    if usd is None:
         return "—"
+    blended = r.get("usd_per_1m_basis") == "all tokens"
     if r["cost_basis"] == "gpu":
-        return f"{_usd(out)} out (GPU)"
-    inp = r.get("usd_per_1m_prompt_tokens")
-    return f"{_usd(inp)} in / {_usd(out)} out" if inp is not None else _usd(out)
+        return f"{_usd(usd)} (GPU)" if blended else f"{_usd(usd)} out (GPU)"
+    inp, out = r.get("usd_per_1m_prompt_tokens"), r.get("usd_per_1m_output_tokens")
+    if inp is None or out is None:
+        return _usd(usd)
+    return f"{_usd(usd)} ({_usd(inp)} in / {_usd(out)} out)" if blended else f"{_usd(inp)} in / {_usd(out)} out"
 
 
 def _interval(d: dict[str, Any] | None, scale: float, signed: bool, unit: str) -> str:
@@ -362,32 +409,47 @@ def _harness_lines(table: dict[str, Any]) -> list[str]:
 def _price_lines(table: dict[str, Any]) -> list[str]:
     """Where each row's $ per 1M tokens comes from."""
     lines = []
+    if any(r.get("usd_per_1m_basis") == "all tokens" for r in table["rows"]):
+        lines.append("$ per 1M tokens: over every token the eval processed, prompt + completion, at the row's own "
+                     "mix (an API row: its prompt and completion prices weighted by its token counts, list prices "
+                     "in brackets; a GPU row: GPU $/hour ÷ tokens processed per hour, prefill and decode, measured "
+                     "during eval), so API and self-hosted rows compare on one basis.")
     for r in table["rows"]:
         p = r.get("price") or {}
-        if r["cost_basis"] == "gpu" and r["output_tokens_per_hour"]:
-            lines.append(f"{r['model']}: GPU $/hour ÷ {r['output_tokens_per_hour']:,.0f} output tokens/hour measured "
-                         "during eval.")
-        elif r["cost_basis"] == "price table":
+        if r["cost_basis"] == "gpu" and (r.get("tokens_per_hour") or r["output_tokens_per_hour"]):
+            what = (f"{r['tokens_per_hour']:,.0f} tokens/hour (prompt + completion)" if r.get("tokens_per_hour")
+                    else f"{r['output_tokens_per_hour']:,.0f} output tokens/hour")
+            lines.append(f"{r['model']}: GPU $/hour ÷ {what} measured during eval.")
+        elif r["cost_basis"] in ("per token", "price table"):
             src = {"openrouter": f"OpenRouter's model list ({p.get('url')}, read {p.get('fetched_at')})",
                    "config": "the config's `price:`", "table": "the built-in price table"}.get(
                 p.get("source"), "the price table")
-            lines.append(f"{r['model']}: $ per 1M prompt / completion tokens from {src}.")
+            charged = r.get("charged")
+            lines.append(f"{r['model']}: $ per 1M prompt / completion tokens from {src}"
+                         + (f"; the eval's spend counted {charged}" if charged and charged != "tokens x price" else "")
+                         + ".")
         if not r["complete"]:
-            lines.append(f"{r['model']}: **incomplete** — some requests failed; failed items count as wrong.")
+            lines.append(f"{r['model']}: **incomplete** — some requests failed or were held by the cap (†: answered "
+                         "of asked); unanswered items count as wrong.")
     return lines
 
 
 def _published_lines(table: dict[str, Any]) -> list[str]:
     rows = [r for r in table["rows"] if r.get("published")]
+    skipped = table.get("published_skipped") or []
     if not rows:
-        return []
+        return [f"Published scores not shown for {', '.join(skipped)}: not evaluated yet."] if skipped else []
     lines = ["pub.: the score the model's makers published (`report.published`); Δ = measured − published, in "
              "**bold** when the published score lies outside the measured 95% interval. A published number may "
-             "come from another protocol (prompt format, shots, chain of thought, sampling); ours is the same for "
-             "every row (below)."]
+             "come from another protocol (prompt format, shots, chain of thought, sampling); ours is in the "
+             "protocol note above."]
     for r in rows:
         first = next(iter(r["published"].values()))
-        lines.append(f"{r['model']}: " + "; ".join(x for x in (first.get("source"), first.get("note")) if x) + ".")
+        said = "; ".join(x for x in (first.get("source"), first.get("note")) if x)
+        if said:
+            lines.append(f"{r['model']}: {said}.")
+    if skipped:
+        lines.append(f"Published scores not shown for {', '.join(skipped)}: not evaluated yet.")
     return lines
 
 
@@ -396,10 +458,15 @@ def _protocol_footnote(table: dict[str, Any]) -> str:
     parts = []
     for c in table["columns"]:
         p = c["protocol"]
-        parts.append(f"{c['label']}: {p['shots']} shots, {p['format']}, max {p['max_tokens']} tokens, temperature "
-                     f"{p['temperature']}, {p['samples']} sample(s)")
-    same = all("(" not in c["protocol"][k] for c in table["columns"] for k in ("shots", "max_tokens", "temperature",
-                                                                               "samples", "grader"))
+        text = (f"{c['label']}: {p.get('items', '—')} items, {p['shots']} shots, {p['format']}, max {p['max_tokens']} "
+                f"tokens, temperature {p['temperature']}, {p['samples']} sample(s)")
+        if p.get("sampling", "default") != "default":
+            text += f", other sampling {p['sampling']}"
+        if p.get("system_prompt", "none") != "none":
+            text += f", own system prompt: {p['system_prompt']}"
+        parts.append(text)
+    keys = ("shots", "max_tokens", "temperature", "samples", "grader", "items", "sampling", "system_prompt")
+    same = all(not c["protocol"].get("differs", {}).get(k) for c in table["columns"] for k in keys)
     return ("Protocol" + (", the same for every row: " if same else " (a model in parentheses ran differently): ")
             + "; ".join(parts) + ". Generative scoring (details below).")
 
@@ -415,7 +482,7 @@ def render_markdown(table: dict[str, Any], title: str) -> str:
         lines.append("| " + " | ".join([label, *cells, _price_cell(r)]) + " |")
     lines += _paired_rows(table)
     roles = table["roles"]
-    notes = ["Scores in % with their 95% interval (± 1.96 standard errors over items).", _protocol_footnote(table),
+    notes = ["Scores in % with their 95% interval (Wilson score interval over items).", _protocol_footnote(table),
              *_published_lines(table)]
     if roles["student"] and roles["teacher"]:
         some = next(iter((table.get("paired") or {}).values()), None)
@@ -516,7 +583,7 @@ def run_report(rcfg: ReportConfig | None, layout: RunLayout, *, pipeline: str | 
     stage = Stage("report", layout.report, fp, rcfg.model_dump(mode="json"))
     if (done := stage.fresh(force)) is not None:
         return done
-    table = build_table(models, rcfg, layout.eval)
+    table = build_table(models, rcfg, layout.eval, eval_models)
     title = rcfg.title or f"distill report: {pipeline or layout.root.name}"
     md = render_markdown(table, title)
     with stage.build() as b:

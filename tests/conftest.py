@@ -44,7 +44,8 @@ def fake_server(tmp_path: Path) -> Iterator[Callable[..., FakeServer]]:
 
     def start(latency: float = 0.0, faults: dict[str, float] | None = None, api_key: str | None = None,
               hang: float = 60.0, retry_after: float = 0.05, completion_tokens: int | None = None,
-              batch_delay: float = 1.0, batch_expire: bool = False, prompt_tokens: str = "words") -> FakeServer:
+              batch_delay: float = 1.0, batch_expire: bool = False, prompt_tokens: str = "words",
+              usage_cost_factor: float = 1.0) -> FakeServer:
         log = tmp_path / f"served-{len(started)}.jsonl"
         cmd = [sys.executable, "-m", "distill.devtools.fake_openai", "--port", "0", "--log", str(log),
                "--latency", str(latency), "--hang", str(hang), "--retry-after", str(retry_after)]
@@ -55,6 +56,7 @@ def fake_server(tmp_path: Path) -> Iterator[Callable[..., FakeServer]]:
         if completion_tokens is not None:
             cmd += ["--completion-tokens", str(completion_tokens)]
         cmd += ["--batch-delay", str(batch_delay), "--prompt-tokens", prompt_tokens] + (["--batch-expire"] if batch_expire else [])
+        cmd += ["--usage-cost-factor", str(usage_cost_factor)]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None
         line = proc.stdout.readline()

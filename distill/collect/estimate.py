@@ -28,7 +28,7 @@ _OPENAI_PREFIXES = ("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding", "dav
 class TokenCounter:
     """Counts chat prompt tokens by the best method available; `method` says which was used."""
 
-    def __init__(self, model: str, tokenizer_dir: str | None):
+    def __init__(self, model: str, tokenizer_dir: str | None, field: str = "collect.estimate.tokenizer"):
         self.method = "chars/4"
         self._enc: Any = None
         self._hf: Any = None
@@ -52,7 +52,7 @@ class TokenCounter:
             try:
                 self._hf = AutoTokenizer.from_pretrained(tokenizer_dir)
             except Exception as e:  # noqa: BLE001
-                raise DistillError(f"collect.estimate.tokenizer: cannot load {tokenizer_dir!r} ({type(e).__name__}: {e})") from None
+                raise DistillError(f"{field}: cannot load {tokenizer_dir!r} ({type(e).__name__}: {e})") from None
             self.method = f"tokenizer {tokenizer_dir}"
             return
         if reasons:
@@ -68,7 +68,32 @@ class TokenCounter:
         return estimate_prompt_tokens(messages)
 
 
-def _pilot_indices(n_uncached: int, k: int) -> list[int]:
+# two-sided 95% Student t quantiles by degrees of freedom (a pilot of 5 has 4); 1.96 past 30
+_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def t975(df: int) -> float:
+    """The 97.5% quantile of Student's t: a pilot of a few answers estimates their spread loosely, so the
+    interval widens accordingly (1.96 would cover far less than 95% at k = 2)."""
+    return _T975[df - 1] if 1 <= df <= len(_T975) else 1.96
+
+
+def total_interval(samples: list[float], remaining: int, cap: float | None) -> dict[str, float]:
+    """low / expected / high of the sum of `remaining` more values like `samples`: remaining x mean, +- t x sd x
+    sqrt(remaining + remaining^2 / k) (the spread of the values plus the uncertainty of their mean), within
+    [0, remaining x cap]."""
+    k = len(samples)
+    mean = statistics.fmean(samples)
+    sd = statistics.stdev(samples) if k > 1 else mean  # one value says nothing of the spread: assume it is large
+    half = t975(k - 1 if k > 1 else 1) * sd * math.sqrt(remaining + remaining * remaining / k)
+    top = remaining * cap if cap is not None else math.inf
+    return {"low": max(remaining * mean - half, 0.0), "expected": min(remaining * mean, top),
+            "high": min(remaining * mean + half, top)}
+
+
+def pilot_indices(n_uncached: int, k: int) -> list[int]:
+    """k positions spread evenly over n (first and last included): a pilot that sees the whole range of items."""
     if k <= 0 or n_uncached == 0:
         return []
     k = min(k, n_uncached)
@@ -101,7 +126,7 @@ def estimate_teacher(ep: EndpointConfig, ds: Any, cache: ResponseCache, est: Est
                 prompt_tokens += counter.count(model.full_messages(msgs))  # one request carries all its samples
     to_send = len(uncached_rows) * n  # samples (a prompt with some samples cached re-asks only the rest: upper bound)
 
-    pilot_rows = [uncached_rows[i] for i in _pilot_indices(len(uncached_rows), est.pilot)]
+    pilot_rows = [uncached_rows[i] for i in pilot_indices(len(uncached_rows), est.pilot)]
     pilot_tokens: list[float] = []
     pilot_cost = 0.0
     if pilot_rows:
@@ -125,13 +150,13 @@ def estimate_teacher(ep: EndpointConfig, ds: Any, cache: ResponseCache, est: Est
     }
     price: Price = runner.price
     if pilot_tokens:
+        # a prediction interval for the total of the remaining answers (as eval's dry run states it), not for
+        # their mean: mean +- 1.96 sd/sqrt(k) was far too narrow for what the run then pays
         mean = statistics.fmean(pilot_tokens)
-        sd = statistics.pstdev(pilot_tokens) if len(pilot_tokens) > 1 else mean
-        half = 1.96 * sd / math.sqrt(len(pilot_tokens))
-        per = {"low": max(mean - half, 0.0), "expected": mean, "high": mean + half}
-        if max_out is not None:
-            per = {k: min(v, float(max_out)) for k, v in per.items()}
-        out["completion_tokens_source"] = f"pilot of {len(pilot_tokens)} samples (mean {mean:.1f}, sd {sd:.1f})"
+        tot = total_interval(pilot_tokens, remaining, max_out)
+        per = {k: (v / remaining if remaining else 0.0) for k, v in tot.items()}
+        out["completion_tokens_source"] = (f"pilot of {len(pilot_tokens)} samples (mean {mean:.1f}; range: 95% "
+                                           "prediction interval for the total)")
     elif max_out is not None:
         per = {"low": 0.0, "expected": float(max_out), "high": float(max_out)}
         out["completion_tokens_source"] = "max_tokens (no pilot: expected = worst case)"

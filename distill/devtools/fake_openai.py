@@ -62,8 +62,11 @@ class FakeOpenAI:
                  log_path: str | None = None, hang_s: float = 60.0, retry_after: float = 0.05,
                  completion_tokens: int | None = None, model_name: str = "fake-model-0001",
                  batch_delay: float = 1.0, batch_expire: bool = False, prompt_tokens: str = "words",
-                 batch_hold: int = 0, limits: Any = None, lose_creates: int = 0):
+                 batch_hold: int = 0, limits: Any = None, lose_creates: int = 0, usage_cost_factor: float = 1.0):
         self.latency = latency
+        # OpenRouter's usage accounting (`usage: {include: true}` in the body -> `usage.cost`, the real charge):
+        # the listed price x this factor (a provider dearer than the list, as `:nitro` may route to)
+        self.usage_cost_factor = usage_cost_factor
         self.faults = faults or {}
         self.api_key = api_key
         self.hang_s = hang_s
@@ -190,13 +193,16 @@ class FakeOpenAI:
             r_tok = len(trace.split())
             for ch in choices:
                 _add_reasoning(ch["message"], shape.group(1), trace)
-        return {
-            "id": response_id, "object": "chat.completion", "created": int(time.time()),
-            "model": self.model_name, "choices": choices,
-            "usage": {"prompt_tokens": p_tok, "completion_tokens": (c_tok + r_tok) * n,
-                      "total_tokens": p_tok + (c_tok + r_tok) * n,
-                      **({"completion_tokens_details": {"reasoning_tokens": r_tok * n}} if r_tok else {})},
-        }
+        usage: dict[str, Any] = {"prompt_tokens": p_tok, "completion_tokens": (c_tok + r_tok) * n,
+                                 "total_tokens": p_tok + (c_tok + r_tok) * n,
+                                 **({"completion_tokens_details": {"reasoning_tokens": r_tok * n}} if r_tok else {})}
+        listed = next((m["pricing"] for m in OPENROUTER_MODELS if m["id"] == body.get("model")), None)
+        if isinstance(body.get("usage"), dict) and body["usage"].get("include") and listed \
+                and float(listed["prompt"]) >= 0:
+            usage["cost"] = round((p_tok * float(listed["prompt"]) + usage["completion_tokens"]
+                                   * float(listed["completion"])) * self.usage_cost_factor, 12)
+        return {"id": response_id, "object": "chat.completion", "created": int(time.time()),
+                "model": self.model_name, "choices": choices, "usage": usage}
 
     # -- Files and Batch API ---------------------------------------------------------------------------------
     def _auth_error(self, request: web.Request) -> web.Response | None:
@@ -480,7 +486,7 @@ async def serve(args: argparse.Namespace) -> None:
     fake = FakeOpenAI(args.latency, parse_faults(args.fault), args.api_key, args.log, args.hang,
                       args.retry_after, args.completion_tokens, batch_delay=args.batch_delay,
                       batch_expire=args.batch_expire, prompt_tokens=args.prompt_tokens, batch_hold=args.batch_hold,
-                      lose_creates=args.lose_batch_creates, limits=limits)
+                      lose_creates=args.lose_batch_creates, limits=limits, usage_cost_factor=args.usage_cost_factor)
     runner = web.AppRunner(fake.app(), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=4096)
@@ -510,6 +516,8 @@ def main() -> None:
     ap.add_argument("--limits", default="", help="per-minute limits enforced and sent as x-ratelimit-* headers: "
                                                  "requests=N,tokens=N")
     ap.add_argument("--silent-limits", action="store_true", help="enforce --limits without the headers")
+    ap.add_argument("--usage-cost-factor", type=float, default=1.0,
+                    help="usage.cost (when the body asks `usage: {include: true}`) = listed price x this")
     args = ap.parse_args()
     try:
         import uvloop  # type: ignore[import-not-found]

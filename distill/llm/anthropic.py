@@ -143,7 +143,9 @@ class AnthropicRequestModel(RequestModel):
                 "completion_tokens": int(u.get("output_tokens") or 0), "reasoning_tokens": int(thinking or 0),
                 "cache_read_tokens": read, "cache_write_tokens": write}
 
-    def cost_usd(self, usage: dict[str, int]) -> float:
+    def cost_usd(self, usage: dict[str, int], provider_cost: float | None = None) -> float:
+        if provider_cost is not None:
+            return provider_cost
         return self.price.cost_cached(usage["prompt_tokens"], usage["completion_tokens"],
                                       usage.get("cache_read_tokens", 0), usage.get("cache_write_tokens", 0))
 

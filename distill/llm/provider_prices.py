@@ -6,7 +6,8 @@ knows few open models; a price typed into the config is right only on the day it
 endpoint without `price:`, the price comes from the provider's list, read once per base URL per process, and
 the record of what was used (source, $ per 1M, date, URL) goes into the run dir (`prices.json`) and the eval
 summaries / manifest. A configured `price:` always wins. A model the list does not know is an error: it is
-almost always a typo in the model id, found here before any paid request.
+almost always a typo in the model id; eval and its dry run price every chosen model (`evaluate.price_models`)
+before their first request, so the error comes before anything is paid.
 
 `price_source` (an endpoint key): `auto` (OpenRouter's list when `base_url` is on openrouter.ai, else the
 built-in table), `openrouter` (an OpenRouter-compatible list at any URL: a proxy, or the test server), `table`.
@@ -29,6 +30,15 @@ from distill.llm.endpoint import EndpointConfig, PriceConfig
 from distill.llm.pricing import lookup
 
 E = TypeVar("E", bound=EndpointConfig)
+# OpenRouter's routing shortcuts: `id:nitro` (fastest provider), `id:floor` (cheapest), `id:online` (web search)
+# are the same model as `id` and are not listed themselves; `:free`, `:beta`, `:extended`, `:thinking` are
+# separate listed models with their own price, so they are never stripped.
+ROUTING_SUFFIXES = ("nitro", "floor", "online")
+_SUFFIX_NOTES = {
+    "nitro": "priced as the listed model; ':nitro' routes to the fastest provider, which may bill more",
+    "floor": "priced as the listed model; ':floor' routes to the cheapest provider (at most this price)",
+    "online": "priced as the listed model; ':online' adds web-search fees per request, not included",
+}
 _LISTS: dict[str, tuple[dict[str, dict[str, Any]], str]] = {}  # base_url -> (models by id, fetched_at)
 
 
@@ -98,7 +108,10 @@ def resolve_price(ep: E, *, field: str = "model") -> tuple[E, dict[str, Any]]:
     if uses_provider_list(ep):
         key = ep.api_key.get_secret_value()
         models, fetched_at = fetch_model_list(ep.base_url, key, min(ep.timeout_s, 60.0))
-        entry = models.get(ep.model)
+        entry, note = models.get(ep.model), None
+        base, _, suffix = ep.model.rpartition(":")
+        if entry is None and base and suffix in ROUTING_SUFFIXES and base in models:
+            entry, note = models[base], _SUFFIX_NOTES[suffix]
         if entry is None:
             close = difflib.get_close_matches(ep.model, list(models), n=3, cutoff=0.6)
             raise DistillError(f"{field} '{ep.name}': {ep.model!r} is not in the model list at {ep.base_url}/models "
@@ -111,8 +124,11 @@ def resolve_price(ep: E, *, field: str = "model") -> tuple[E, dict[str, Any]]:
         if prompt is None or completion is None:
             raise DistillError(f"{field} '{ep.name}': the provider lists no fixed price for {ep.model!r} "
                                f"(pricing {pricing}); set `price: {{prompt: X, completion: Y}}` ($ per 1M tokens)")
+        if note:
+            rec.update(listed_as=base, note=note)
         if _per_million(pricing.get("request")):
-            rec["note"] = "the provider also bills a fixed fee per request, not included in $ per 1M tokens"
+            rec["note"] = "; ".join(x for x in (rec.get("note"), "the provider also bills a fixed fee per request, "
+                                                "not included in $ per 1M tokens") if x)
         rec.update(usd_per_1m_prompt=prompt, usd_per_1m_completion=completion)
         return ep.model_copy(update={"price": PriceConfig(prompt=prompt, completion=completion)}), rec
     found = lookup(ep.model)
@@ -121,8 +137,12 @@ def resolve_price(ep: E, *, field: str = "model") -> tuple[E, dict[str, Any]]:
     return ep, {**rec, "source": "table", "usd_per_1m_prompt": found.prompt, "usd_per_1m_completion": found.completion}
 
 
-def record_prices(path: Path, stage: str, records: dict[str, dict[str, Any]]) -> None:
-    """Merge `{endpoint name: price record}` into the run dir's prices.json (by stage, then name), dated."""
+def record_prices(path: Path, stage: str, records: dict[str, dict[str, Any]],
+                  unchanged: set[str] | frozenset[str] = frozenset()) -> None:
+    """Merge `{endpoint name: price record}` into the run dir's prices.json (by stage, then name), dated.
+
+    `unchanged`: names not re-run this time (up to date): an entry already there keeps its `recorded_at`, so the
+    file says when each price was last used, not when the file was last written."""
     from distill.rundir import write_json
 
     path = Path(path)
@@ -134,6 +154,8 @@ def record_prices(path: Path, stage: str, records: dict[str, dict[str, Any]]) ->
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     section = current.setdefault(stage, {})
     for name, rec in records.items():
+        if name in unchanged and name in section:
+            continue
         section[name] = {**rec, "recorded_at": now}
     write_json(path, current)
 

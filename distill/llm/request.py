@@ -188,7 +188,24 @@ class RequestModel:
         body: dict[str, Any] = {"model": self.endpoint.model, "messages": full_messages, **self.sent_params}
         if n > 1:
             body["n"] = n
+        if self.usage_accounting and "usage" not in body:  # not in the cache key: it changes no answer
+            body["usage"] = {"include": True}
         return body
+
+    @property
+    def usage_accounting(self) -> bool:
+        """Whether to ask the provider for the real charge of each request (OpenRouter's `usage.cost`): what it
+        bills may differ from the listed price (another provider behind the same id, per-request fees)."""
+        from distill.llm.provider_prices import is_openrouter
+
+        ep = self.endpoint
+        return getattr(ep, "price_source", "auto") == "openrouter" or is_openrouter(ep.base_url)
+
+    @staticmethod
+    def provider_cost(resp: dict[str, Any]) -> float | None:
+        """The charge the provider reported for this response (`usage.cost`, $), when it did."""
+        v = (resp.get("usage") or {}).get("cost") if isinstance(resp.get("usage"), dict) else None
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 else None
 
     # -- what it may cost ---------------------------------------------------------------------------------------
     def worst_case_usd(self, full_messages: list[dict[str, Any]], n: int, *, batch: bool = False) -> float:
@@ -201,7 +218,10 @@ class RequestModel:
         """The worst case of the cheapest request there can be: when not even this fits, nothing will."""
         return self.price.cost(prompt_token_bound([{"role": "user", "content": ""}]), self.max_output)
 
-    def cost_usd(self, usage: dict[str, int]) -> float:
+    def cost_usd(self, usage: dict[str, int], provider_cost: float | None = None) -> float:
+        """What a response cost: the provider's own figure when it gave one, else tokens x price."""
+        if provider_cost is not None:
+            return provider_cost
         return self.price.cost(usage["prompt_tokens"], usage["completion_tokens"])
 
     # -- what an answer becomes ---------------------------------------------------------------------------------
@@ -218,6 +238,7 @@ class RequestModel:
         total_len = sum(lengths) or 1
         share = [(ln / total_len) if sum(lengths) else 1 / len(parsed) for ln in lengths]
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        billed = self.provider_cost(resp)  # the provider's real charge, split as the tokens are
         out = []
         for (index, key), choice, p, s in zip(pending.items(), choices, parsed, share, strict=False):
             rec = {
@@ -232,7 +253,8 @@ class RequestModel:
                 "prompt_tokens": usage["prompt_tokens"],
                 "completion_tokens": round(usage["completion_tokens"] * s),
                 "reasoning_tokens": round(usage["reasoning_tokens"] * s),
-                "cost_usd": self.price.cost(usage["prompt_tokens"] * s, usage["completion_tokens"] * s) * discount,
+                "cost_usd": (billed * s if billed is not None else
+                             self.price.cost(usage["prompt_tokens"] * s, usage["completion_tokens"] * s) * discount),
                 "latency_s": round(latency, 4) if latency is not None else None,
                 "created_at": created,
                 "response_id": resp.get("id"),
@@ -241,6 +263,8 @@ class RequestModel:
             }
             if batch_id is not None:
                 rec["batch_id"] = batch_id
+            if billed is not None:
+                rec["cost_source"] = "provider"
             self.check_structured(rec)
             out.append(rec)
         return out

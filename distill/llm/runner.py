@@ -222,7 +222,7 @@ class ChatRunner:
             records, invalid = self.model.split_invalid(
                 self.model.records(resp, pending, latency=latency, attempts=attempt))
             # no usage reported: the bill is unknown, so the worst case is what counts against the cap
-            cost = self.model.cost_usd(usage) if resp.get("usage") else worst
+            cost = self.model.cost_usd(usage, self.model.provider_cost(resp)) if resp.get("usage") else worst
             self.budget.settle(ticket, cost)
             # Anthropic's input-token limit does not count prompt-cache reads (`cache_read_tokens`: Anthropic only)
             self.limiter.settle(est_tokens, usage["prompt_tokens"] - usage.get("cache_read_tokens", 0)

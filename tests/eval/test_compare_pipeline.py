@@ -78,12 +78,14 @@ def test_compare_pipeline_dry_run_eval_report(tmp_path: Path, fake_server: Any, 
     lines = md.splitlines()
     assert "| Model | MMLU (5-shot) | HumanEval (pass@1) | GSM8K (8-shot) | $ per 1M tokens |" in lines
     rows = [ln for ln in lines if ln.startswith("| ") and not ln.startswith(("| Model", "| **"))]
-    assert [r.split(" | ")[0] for r in rows[:5]] == ["| gpt-4o (teacher)", "| llama-3-70b", "| mixtral-8x22b",
+    assert [r.split(" | ")[0] for r in rows[:5]] == ["| gpt-4o", "| llama-3-70b", "| mixtral-8x22b",
                                                      "| qwen2-72b", "| student (student)"]
-    assert rows[0].endswith("| $2.50 in / $10.00 out |") and " · pub. 88.7, Δ " in rows[0]
-    assert rows[1].endswith("| $0.30 in / $0.40 out |") and " · pub. 93.0, Δ " in rows[1]
-    assert " · pub." not in rows[2] and rows[4].endswith("out (GPU) |")
-    assert "Protocol, the same for every row: MMLU (5-shot): 5 shots" in md
+    assert rows[0].endswith("($2.50 in / $10.00 out) |") and " · pub. 87.2, Δ " in rows[0]
+    assert rows[1].endswith("($0.30 in / $0.40 out) |") and " · pub. 93.0, Δ " in rows[1]
+    assert " · pub." not in rows[2] and rows[4].endswith(" (GPU) |") and "out (GPU)" not in rows[4]
+    # the student's $ per 1M is over prompt + completion tokens, as the API rows' blended figure
+    assert stu["cost"]["tokens_per_hour"] > stu["cost"]["output_tokens_per_hour"]
+    assert "Protocol, the same for every row: MMLU (5-shot): 3 items, 5 shots" in md
     assert "Meta, Llama 3 70B Instruct model card" in md
     for f in (run / "report" / "report.md", run / "prices.json", run / "eval-estimate.json",
               run / "eval" / "manifest.json"):

@@ -11,7 +11,7 @@ import pytest
 
 from distill.cli import main
 from distill.config import parse_config
-from distill.eval_estimate import total_interval
+from distill.collect.estimate import total_interval
 from distill.evaluate import run_eval
 from distill.llm import provider_prices
 from distill.llm.budget import read_ledger
@@ -92,6 +92,8 @@ def test_dry_run_cli_budget_verdict_and_second_dry_run_is_free(tmp_path: Path, f
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(raw))
     assert main(["eval", "-c", str(path), "--dry-run", "--limit", "3"]) == 0
+    said = capsys.readouterr()
+    assert "gpt-4o: $2.50 / $10.00 per 1M prompt" in " ".join((said.out + said.err).split())  # not $2.5 / $10.0
     out = json.loads((tmp_path / "run" / "eval-estimate.json").read_text())
     assert out["limit"] == 3 and out["budget"]["cap_usd"] == 0.05 and out["budget"]["verdict"] in (
         "fits", "may stop at the cap", "expected to stop at the cap")
@@ -104,6 +106,7 @@ def test_dry_run_cli_budget_verdict_and_second_dry_run_is_free(tmp_path: Path, f
     g = again["models"][0]["benchmarks"]["gsm8k"]
     assert again["totals"]["pilot_cost_usd"] == 0 and g["pilot_requests"] == 0
     assert g["samples_cached"] == g["cached_answers_used"] == 2 and g["requests"] == 1  # 3 items, 2 answered
+    assert g["wall_s"] is not None  # timed from the cached answers' latencies, not "—"
     assert "sk-or-test" not in (tmp_path / "run" / "eval-estimate.json").read_text()
 
 

@@ -64,7 +64,7 @@ def test_eval_rows_scores_cost_and_free_rerun(tmp_path: Path, fake_server: Any) 
     echo = s["benchmarks"]["echo"]
     assert echo["score"] == pytest.approx(0.6) and echo["items"] == 5
     assert echo["stderr"] == pytest.approx(math.sqrt(0.6 * 0.4 * 5 / 4 / 5))  # sample std / sqrt(n)
-    assert s["cost"]["basis"] == "price table" and s["cost"]["usd_per_1m_output_tokens"] == 0.60
+    assert s["cost"]["basis"] == "per token" and s["cost"]["usd_per_1m_output_tokens"] == 0.60
     assert s["eval_cost_usd"] > 0 and s["role"] == "teacher"
     assert "sk-test" not in (run / "eval" / "teacher" / "summary.json").read_text()
 

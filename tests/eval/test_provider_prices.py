@@ -105,3 +105,57 @@ def test_collect_teacher_on_openrouter_is_billed_at_the_listed_price(tmp_path: P
     rec = json.loads((tmp_path / "run" / "prices.json").read_text())["collect"]["qwen"]
     assert rec["source"] == "openrouter" and rec["usd_per_1m_prompt"] == 0.9
     assert s["cost_usd"] == pytest.approx((0.9 * s["prompt_tokens"] + 0.9 * s["completion_tokens"]) / 1e6, abs=1e-6)
+
+
+def test_routing_suffixes_are_priced_as_the_listed_model(fake_server: Any) -> None:
+    """`:nitro` / `:floor` / `:online` are OpenRouter routing shortcuts of a listed model, not listed themselves."""
+    srv = fake_server()
+    url = f"http://127.0.0.1:{srv.port}/api/v1"
+    ep, rec = pp.resolve_price(_ep(url, "meta-llama/llama-3-70b-instruct:nitro", price_source="openrouter"))
+    assert ep.price is not None and (ep.price.prompt, ep.price.completion) == (0.3, 0.4)
+    assert ep.model == "meta-llama/llama-3-70b-instruct:nitro"  # what is sent stays as configured
+    assert rec["listed_as"] == "meta-llama/llama-3-70b-instruct" and "fastest provider" in rec["note"]
+    _, rec = pp.resolve_price(_ep(url, "openai/gpt-4o:online", price_source="openrouter"))
+    assert rec["usd_per_1m_completion"] == 10.0 and "web-search fees" in rec["note"]
+    # a listed-or-not variant with its own price is never guessed from the base model
+    with pytest.raises(DistillError, match=r"'openai/gpt-4o:free' is not in the model list"):
+        pp.resolve_price(_ep(url, "openai/gpt-4o:free", price_source="openrouter"))
+
+
+def test_prices_json_keeps_the_date_of_models_not_re_run(tmp_path: Path, fake_server: Any) -> None:
+    import time
+
+    srv = fake_server()
+    url = f"http://127.0.0.1:{srv.port}/api/v1"
+    models = [{"name": n, "base_url": url, "model": mid, "price_source": "openrouter", "api_key": "sk-or-1234567890"}
+              for n, mid in (("llama", "meta-llama/llama-3-70b-instruct"), ("gpt", "openai/gpt-4o"))]
+    cfg = parse_config({"name": "p", "run_dir": str(tmp_path / "run"), "eval": {"progress": False, "models": models,
+                        "benchmarks": [{"name": "echo", "kind": "local", "source": str(F / "echo_numeric.jsonl")}]}})
+    run_eval(cfg.eval, cfg.layout, pipeline="p", models=["llama"])
+    first = json.loads((tmp_path / "run" / "prices.json").read_text())["eval"]["llama"]["recorded_at"]
+    time.sleep(1.1)
+    run_eval(cfg.eval, cfg.layout, pipeline="p")  # llama is up to date, gpt runs
+    prices = json.loads((tmp_path / "run" / "prices.json").read_text())["eval"]
+    assert prices["llama"]["recorded_at"] == first and prices["gpt"]["recorded_at"] > first
+
+
+def test_openrouter_usage_cost_is_what_is_counted(tmp_path: Path, fake_server: Any) -> None:
+    """OpenRouter reports the real charge (`usage.cost`, asked with `usage: {include: true}`); a provider dearer
+    than the list (the fake bills 1.5x) is counted at what it billed, in the rows, the ledger and the cap."""
+    from distill.llm.budget import read_ledger
+
+    srv = fake_server(usage_cost_factor=1.5)
+    url = f"http://127.0.0.1:{srv.port}/api/v1"
+    cfg = parse_config({"name": "p", "run_dir": str(tmp_path / "run"), "eval": {"progress": False, "models": [
+        {"name": "llama", "base_url": url, "model": "meta-llama/llama-3-70b-instruct", "price_source": "openrouter",
+         "api_key": "sk-or-secret-123456789"}],
+        "benchmarks": [{"name": "echo", "kind": "local", "source": str(F / "echo_numeric.jsonl")}]}})
+    run_eval(cfg.eval, cfg.layout, pipeline="p")
+    run = tmp_path / "run"
+    rows = [json.loads(x) for x in (run / "eval" / "llama" / "echo.jsonl").read_text().splitlines()]
+    listed = [(0.3 * r["prompt_tokens"] + 0.4 * r["completion_tokens"]) / 1e6 for r in rows]
+    assert all(r["cost_source"] == "provider" for r in rows)
+    assert [r["cost_usd"] for r in rows] == pytest.approx([1.5 * x for x in listed])
+    assert read_ledger(run / "spend.jsonl", "eval") == pytest.approx(1.5 * sum(listed), rel=1e-4)
+    s = json.loads((run / "eval" / "llama" / "summary.json").read_text())
+    assert s["cost"]["charged"] == "provider usage.cost" and s["cost"]["usd_per_1m_output_tokens"] == 0.4

@@ -83,10 +83,10 @@ def test_report_renders_table_json_chart(tmp_path: Path) -> None:
     out = run / "report"
     md = (out / "report.md").read_text()
     assert "| Model | GSM8K (8-shot) | MMLU (5-shot) | HumanEval (pass@1) | $ per 1M tokens |" in md
-    # 95% intervals (80 ± 1.96 x 20 = [40.8, 119.2], kept within 100); the served model's $ is GPU time
-    assert "| teacher (teacher) | 80.0 [40.8, 100.0] | 75.0 [26.0, 100.0] | 50.0 [0.0, 100.0] | $0.60 |" in md
-    assert "| student (student) | 60.0 [12.0, 100.0] | 50.0 [0.0, 100.0] | 0.0 | $0.0200 out (GPU) |" in md
-    assert "Protocol (a model in parentheses ran differently): GSM8K (8-shot): 8 shots" in md
+    # 95% Wilson intervals (4 of 5: [37.6, 96.4]; 0 of 2 keeps an interval, [0.0, 65.8]); the served model's $ is GPU
+    assert "| teacher (teacher) | 80.0 [37.6, 96.4] | 75.0 [30.1, 95.4] | 50.0 [9.5, 90.5] | $0.60 |" in md
+    assert "| student (student) | 60.0 [23.1, 88.2] | 50.0 [15.0, 85.0] | 0.0 [0.0, 65.8] | $0.0200 out (GPU) |" in md
+    assert "Protocol (a model in parentheses ran differently): GSM8K (8-shot): 5 items, 8 shots" in md
     assert "max 512 (teacher 1024) tokens" in md
     # gsm8k: (0.6 - 0.2) / (0.8 - 0.2) = 67%; mmlu: (0.5 - 0.25) / (0.75 - 0.25) = 50%; humaneval: 0 / 0.5 = 0%,
     # each with its paired bootstrap interval, and the gap in points
@@ -186,7 +186,7 @@ def test_chart_labels_one_decimal_and_leaves_a_missing_score_out(tmp_path: Path)
     assert s["chart"]["legend"][1] == "student (student) · $0.0200/1M tokens"
     assert s["chart"]["xlabels"][0].startswith("GSM8K (8-shot)\nstudent/teacher: 90% [")
     md = (run / "report" / "report.md").read_text()
-    assert "| student (student) | 90.0 [88.1, 91.9] | — | $0.0200 out (GPU) |" in md
+    assert "| student (student) | 90.0 [88.0, 91.7] | — | $0.0200 out (GPU) |" in md
 
 
 def test_report_says_how_to_get_lm_eval_when_it_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,15 +36,15 @@ def test_published_scores_beside_measured_with_difference(tmp_path: Path) -> Non
     run_report(rcfg, RunLayout(run), pipeline="cmp")
     md = (run / "report" / "report.md").read_text()
     assert "| Model | MMLU (5-shot) | HumanEval (pass@1) | GSM8K (8-shot) | $ per 1M tokens |" in md
-    # MMLU measured 80.0 [72.1, 87.9]: the published 88.7 lies outside (Δ in bold); HumanEval 90.0 [70.4, 100.0]
-    # holds 90.2; GSM8K has no published number
+    # MMLU measured 80.0 [71.1, 86.7] (Wilson): the published 88.7 lies outside (Δ in bold); HumanEval 90.0
+    # [59.6, 98.2] holds 90.2; GSM8K has no published number
     row = next(line for line in md.splitlines() if line.startswith("| gpt |"))
-    assert row == ("| gpt | 80.0 [72.1, 87.9] · pub. 88.7, Δ **-8.7** | 90.0 [70.4, 100.0] · pub. 90.2, Δ -0.2 | "
-                   "90.0 [81.6, 98.4] | $2.50 in / $10.00 out |")
+    assert row == ("| gpt | 80.0 [71.1, 86.7] · pub. 88.7, Δ **-8.7** | 90.0 [59.6, 98.2] · pub. 90.2, Δ -0.2 | "
+                   "90.0 [78.6, 95.7] | $2.50 in / $10.00 out |")
     assert "gpt: the maker's announcement; MMLU 5-shot; HumanEval 0-shot." in md
     assert ("gpt: $ per 1M prompt / completion tokens from OpenRouter's model list "
             "(https://openrouter.ai/api/v1/models, read 2026-12-02T13:00:00Z).") in md
-    assert "Protocol, the same for every row: MMLU (5-shot): 5 shots" in md
+    assert "Protocol, the same for every row: MMLU (5-shot): 100 items, 5 shots" in md
     rep = json.loads((run / "report" / "report.json").read_text())
     pub = rep["rows"][0]["published"]
     assert pub["mmlu"]["diff"] == pytest.approx(0.80 - 0.887) and pub["mmlu"]["inside_interval"] is False
