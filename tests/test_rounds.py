@@ -192,3 +192,79 @@ def test_rounds_config_errors_are_one_line(tmp_path: Path, capsys: pytest.Captur
                                            "[{name: uncertainty}, {name: uncertainty}]}"))
     assert main(["rounds", "-c", str(cfg)]) == 2
     assert "each function once" in capsys.readouterr().err
+
+
+# -- end to end: killed mid-run, resumed ---------------------------------------------------------------------------------
+def _e2e_config(tmp_path: Path, teacher_url: str) -> Path:
+    import yaml
+
+    pool = tmp_path / "pool.jsonl"
+    lines = (ROOT / "data/demo/prompts.jsonl").read_text().splitlines()[:60]
+    pool.write_text("\n".join(lines) + "\n")
+    serve = {"dtype": "float32", "max_model_len": 256, "extra_args": ["--enforce-eager"]}
+    cfg = {
+        "name": "rounds-e2e", "run_dir": str(tmp_path / "run"),
+        "collect": {"prompts": {"path": str(pool), "field": "question", "id_field": "id"}, "progress": False,
+                    "teachers": [{"name": "teacher", "base_url": teacher_url, "model": "fake",
+                                  "params": {"max_tokens": 48}, "price": {"prompt": 1.0, "completion": 2.0}}]},
+        "curate": {"student_tokenizer": str(ROOT / "data/demo/student"), "verify": {"enabled": False},
+                   "near_dedup": {"enabled": False}, "validation_fraction": 0.2,
+                   "decontam": {"benchmarks": [{"name": "arith", "kind": "local", "options": {"id_field": "id"},
+                                                "source": str(ROOT / "data/demo/eval.jsonl")}]}},
+        "train": {"student": str(ROOT / "data/demo/student"), "method": "full", "max_steps": 2, "batch_size": 4,
+                  "max_length": 160, "eval_fraction": 0, "save_steps": 100000, "progress": False},
+        "eval": {"progress": False, "limit": 8,
+                 "benchmarks": [{"name": "arith", "kind": "local", "source": str(ROOT / "data/demo/eval.jsonl"),
+                                 "max_tokens": 24, "options": {"id_field": "id"}}],
+                 "models": [{"name": "student", "role": "student", "serve": serve}]},
+        "rounds": {"rounds": 2, "requests_per_round": 6, "usd_per_round": 0.05, "candidates": 12,
+                   "uncertainty": {"k": 2, "max_tokens": 24}, "steps_per_round": 2},
+    }
+    path = tmp_path / "rounds.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_rounds_end_to_end_resume_after_kill_spends_each_round_once(tmp_path: Path, fake_server: Any) -> None:
+    pytest.importorskip("vllm")
+    srv = fake_server()
+    cfg_path = _e2e_config(tmp_path, srv.base_url)
+    run = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "distill.cli", "rounds", "-c", str(cfg_path)]
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 900
+        while not (run / "round-1/select/summary.json").is_file():  # round 0 done, round 1 under way
+            assert proc.poll() is None, proc.stderr.read()[-3000:] if proc.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)  # the run and its vLLM children, mid-round
+        proc.wait(timeout=30)
+    before = {p: json.loads((run / "round-0" / p / "summary.json").read_text())["finished_at"]
+              for p in ("select", "collect", "curate", "union", "train", "probe")}
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    after = {p: json.loads((run / "round-0" / p / "summary.json").read_text())["finished_at"] for p in before}
+    assert after == before, "round 0 was redone after the kill"
+    s = json.loads((run / "rounds/summary.json").read_text())
+    assert [r["teacher_requests"] for r in s["rounds"]] == [6, 6] and s["teacher_requests"] == 12
+    assert all(r["cost_usd"] <= 0.05 for r in s["rounds"])
+    # the teacher saw each picked prompt once, across the kill: nothing asked twice, nothing beyond the budget
+    asked = [x["key"] for x in srv.served() if x.get("kind") == "ok"]
+    assert len(asked) == 12 and len(set(asked)) == 12
+    picks = [[json.loads(x) for x in Path(r["picks"]).read_text().splitlines()] for r in s["rounds"]]
+    assert not {p["prompt_id"] for p in picks[0]} & {p["prompt_id"] for p in picks[1]}
+    assert sum(s["rounds"][1]["picked_by"].values()) == 6 and "uncertainty" in picks[1][0]
+    for r in s["rounds"]:
+        v = r["student"]["arith"]
+        assert 0 <= v["score"] <= 1 and v["ci95"][0] <= v["score"] <= v["ci95"][1]
+    samples = (run / "round-0/probe/samples.jsonl").read_text().splitlines()
+    assert len(samples) == 12 and all(len(json.loads(x)["answers"]) == 2 for x in samples)
+    assert "round" in done.stdout and "teacher requests" in done.stdout

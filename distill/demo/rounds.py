@@ -195,8 +195,9 @@ def run_arm(arm: str, seed: int, setup: Setup, data: Data, teacher: TeacherCache
     rounds: list[dict[str, Any]] = []
     val_ok = [False] * len(data.val)
     for r in range(setup.rounds):
-        rdir = out / f"{arm}-seed{seed}" / f"round-{r}"
-        stage = Stage("demo-round", rdir, fingerprint(setup_fp, arm, seed, r), {"arm": arm, "seed": seed, "round": r})
+        who = arm if r else "both"  # round 0 is the same random slice and training in both arms: run once
+        rdir = out / (f"{arm}-seed{seed}" if r else f"seed{seed}") / f"round-{r}"
+        stage = Stage("demo-round", rdir, fingerprint(setup_fp, who, seed, r), {"arm": who, "seed": seed, "round": r})
         done = stage.fresh(say=False)
         if done is not None and (rdir / "student.pt").is_file():
             model.load_state_dict(torch.load(rdir / "student.pt"))
@@ -218,7 +219,7 @@ def run_arm(arm: str, seed: int, setup: Setup, data: Data, teacher: TeacherCache
             torch.save(model.state_dict(), b.out / "student.pt")
             picked_carries = [task.carries(data.pool[i].a, data.pool[i].b) for i in picks]
             b.summary.update(
-                arm=arm, seed=seed, round=r, requests=len(asked), new_requests=len(picks),
+                arm=who, seed=seed, round=r, requests=len(asked), new_requests=len(picks),
                 accuracy=sum(ok) / len(ok), stderr=math.sqrt(max(sum(ok) / len(ok) * (1 - sum(ok) / len(ok)), 1e-12)
                                                              / len(ok)),
                 accuracy_by_carries=by_carries(ok, data.test), validation_accuracy=sum(val_ok) / len(val_ok),
