@@ -45,8 +45,7 @@ class PipelineConfig(Section):
     report: ReportConfig | None = Field(default=None, description="optional")
     push: PushConfig | None = Field(default=None, description="for `distill push`")
     demo: DemoConfig | None = Field(default=None, description="optional; read by `distill demo` only")
-    rounds: RoundsConfig | None = Field(default=None, description="for `distill rounds` (gap-driven collection in "
-                                                                 "rounds)")
+    rounds: RoundsConfig | None = Field(default=None, description="for `distill rounds`")
 
     @property
     def root(self) -> Path:
