@@ -128,6 +128,8 @@ def test_round_zero_is_a_stratified_slice_sized_by_the_request_budget(tmp_path: 
     assert rows[0]["messages"][-1]["role"] == "user" and "level" in rows[0]
     again = run_select(cfg, cfg.rounds, pool, 0, force=False)  # resumed: the same picks, nothing redone
     assert again["finished_at"] == s["finished_at"]
+    longer = cfg.rounds.model_copy(update={"rounds": 6, "usd_per_round": 1.0})  # extending a run keeps its rounds
+    assert run_select(cfg, longer, pool, 0, force=False)["finished_at"] == s["finished_at"]
     with pytest.raises(ConfigError, match="stratify_field: 'nope'"):
         Pool(cfg.collect.prompts, "nope")
 

@@ -179,8 +179,9 @@ def run_select(cfg: Any, rc: RoundsConfig, pool: Pool, r: int, force: bool) -> d
     layout = round_layout(cfg, r)
     taken = collected_ids(cfg, r)
     prev = [read_summary(round_layout(cfg, r - 1).root / PROBE) or {}] if r else []
-    fp = fingerprint("rounds-select", rc.model_dump(mode="json"), pool.fp, r, [p.get("fingerprint") for p in prev],
-                     taken)
+    # what decides the picks (not `rounds`: a run extended by more rounds keeps the rounds it has)
+    decides = rc.model_dump(mode="json", exclude={"rounds", "usd_per_round", "steps_per_round", "training"})
+    fp = fingerprint("rounds-select", decides, pool.fp, r, [p.get("fingerprint") for p in prev], taken)
     stage = Stage("rounds-select", layout.root / SELECT, fp, rc.model_dump(mode="json"), label=f"round {r} select")
     if (done := stage.fresh(force)) is not None:
         return done
