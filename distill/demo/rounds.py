@@ -273,27 +273,41 @@ def claim(rand: list[dict[str, Any]], gap: list[dict[str, Any]]) -> dict[str, An
             "total_requests": final["requests"], "gap_requests_to_random_final": reach,
             "request_ratio": None if ratio is None else round(ratio, 3),
             "points_at_equal_requests": round(100 * diff, 2), "points_ci95": round(100 * diff_ci, 2),
+            "error_rates_at_equal_requests": {"random": round(1 - final["accuracy"], 4),
+                                              "gap": round(1 - gap[-1]["accuracy"], 4)},
             "holds": bool((ratio is not None and ratio <= 0.6) or diff >= 0.03)}
 
 
 def plot(curves: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    """Accuracy with 95% intervals (each seed a faint dot) and, since both arms near 100%, the error rate on a
+    log scale beside it, where the late rounds' differences are visible."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     colours = {"random": "tab:gray", "gap": "tab:orange"}
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, ax_err) = plt.subplots(1, 2, figsize=(10, 4))
     for arm, pts in curves.items():
         x = [p["requests"] for p in pts]
         y = [100 * p["accuracy"] for p in pts]
         e = [100 * p["ci95"] for p in pts]
-        ax.errorbar(x, y, yerr=e, marker="o", capsize=3, color=colours.get(arm), label=f"{arm} ({len(pts[0]['seeds'])} seeds)")
+        c = colours.get(arm)
+        ax.errorbar(x, y, yerr=e, marker="o", capsize=3, color=c, label=f"{arm} ({len(pts[0]['seeds'])} seeds)")
+        for p in pts:
+            ax.scatter([p["requests"]] * len(p["seeds"]), [100 * v for v in p["seeds"]], s=10, color=c, alpha=0.35)
+        ax_err.plot(x, [max(100 - v, 0.05) for v in y], marker="o", color=c, label=arm)
     ax.set_xlabel("teacher requests")
     ax.set_ylabel("held-out accuracy (%)")
+    ax.set_ylim(top=100.5)
     ax.set_title("student accuracy vs teacher requests (95% intervals)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    ax_err.set_yscale("log")
+    ax_err.set_xlabel("teacher requests")
+    ax_err.set_ylabel("error rate (%), log scale")
+    ax_err.set_title("the same curves as error rates")
+    for a in (ax, ax_err):
+        a.grid(alpha=0.3)
+        a.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -312,7 +326,9 @@ def print_curves(curves: dict[str, list[dict[str, Any]]], c: dict[str, Any]) -> 
              else "does not reach it")
           + f"; at equal requests gap - random = {c['points_at_equal_requests']:+.1f} points "
             f"(± {c['points_ci95']:.1f}). Claim (<= 60% of requests, or >= +3 points): "
-            f"{'holds' if c['holds'] else 'does not hold'} here.")
+            f"{'holds' if c['holds'] else 'does not hold'} here. Error rate at {c['total_requests']} requests: "
+            f"random {100 * c['error_rates_at_equal_requests']['random']:.1f}%, "
+            f"gap {100 * c['error_rates_at_equal_requests']['gap']:.1f}%.")
 
 
 def run(setup: Setup, out: Path, *, threads: int | None = 1) -> dict[str, Any]:
