@@ -178,6 +178,15 @@ def test_later_round_picks_by_the_acquisition_functions_and_never_repeats(tmp_pa
     assert picks2[0]["failure_neighbours"] > picks2[1]["failure_neighbours"] > 0
 
 
+def test_no_acquisition_function_is_the_random_baseline(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, _pool(tmp_path), acquisition=[])
+    pool = Pool(cfg.collect.prompts, None)
+    run_select(cfg, cfg.rounds, pool, 0, force=False)
+    s = run_select(cfg, cfg.rounds, pool, 1, force=False)  # nothing sampled, nothing evaluated: no probe needed
+    first = {p["prompt_id"] for p in _picks(tmp_path, 0)}
+    assert s["picked_by"] == {"random": 3} and not first & {p["prompt_id"] for p in _picks(tmp_path, 1)}
+
+
 def test_rounds_config_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pool = _pool(tmp_path)
     cfg = tmp_path / "p.yaml"

@@ -71,7 +71,8 @@ class RoundsConfig(Section):
                                                                    "subset of those not yet collected; null: all)")
     acquisition: list[Acquisition] = Field(default_factory=lambda: [Acquisition(name="uncertainty"),
                                                                     Acquisition(name="failure_neighbours")],
-                                           description="the functions that rank the pool from round 1 on")
+                                           description="the functions that rank the pool from round 1 on "
+                                                       "(`[]`: random slices, the baseline to compare with)")
     uncertainty: UncertaintyConfig = Field(default_factory=UncertaintyConfig)
     failure_neighbours: NeighboursConfig = Field(default_factory=NeighboursConfig)
     diversity: DiversityConfig = Field(default_factory=DiversityConfig)
