@@ -131,6 +131,11 @@ def test_taxonomy_features_and_rounds_curves_on_a_demo_eval(tmp_path: Path) -> N
     c = gaps.rounds_curves(run / "rounds" / "summary.json")
     assert [p["requests"] for p in c["arith"]] == [100, 200, 300]
     assert c["arith"][2]["accuracy"] == pytest.approx(0.7) and c["arith"][0]["ci95"] == pytest.approx(0.0392)
+    # make demo-rounds' summary: one curve per arm, as written
+    curves = {"random": [{"requests": 200, "accuracy": 0.8, "ci95": 0.1, "seeds": [0.7, 0.9]}],
+              "gap": [{"requests": 200, "accuracy": 0.85, "ci95": 0.05, "seeds": [0.8, 0.9]}]}
+    write_json(tmp_path / "demo.json", {"stage": "demo-rounds", "curves": curves})
+    assert gaps.rounds_curves(tmp_path / "demo.json") == curves
 
 
 def test_gap_explorer_new_sections_execute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
