@@ -332,10 +332,19 @@ def print_curves(curves: dict[str, list[dict[str, Any]]], c: dict[str, Any]) -> 
 
 
 def run(setup: Setup, out: Path, *, threads: int | None = 1) -> dict[str, Any]:
+    """Both arms over every seed, then the curves, the claim, the PNG and summary.json (torch threads restored)."""
     import torch
 
+    before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+    try:
+        return _run(setup, out)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run(setup: Setup, out: Path) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     teacher = TeacherCache(out / "teacher-answers.jsonl", load(setup.teacher))
