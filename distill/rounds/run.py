@@ -391,11 +391,13 @@ def run_rounds(cfg: Any, *, force: bool = False) -> dict[str, Any]:
 
 
 def print_rounds(summary: dict[str, Any]) -> None:
-    print(f"{'round':>5} {'requests':>9} {'$':>9}  {'picked by':<40} student")
-    total = 0
+    """The learning curve: per round the teacher requests and $ so far, who picked, the student's score +- 95%."""
+    print(f"{'round':>5} {'requests':>9} {'$ so far':>9}  {'picked by':<40} student (95% interval)")
+    total, usd = 0, 0.0
     for x in summary["rounds"]:
         total += x["teacher_requests"] or 0
+        usd += x["cost_usd"] or 0.0
         score = "; ".join(f"{b} {100 * v['score']:.1f} ± {196 * (v['stderr'] or 0):.1f}"
                           for b, v in x["student"].items() if v["score"] is not None)
         by = ", ".join(f"{k} {v}" for k, v in (x["picked_by"] or {}).items())
-        print(f"{x['round']:>5} {total:>9} {x['cost_usd'] or 0:>9.4f}  {by:<40} {score}")
+        print(f"{x['round']:>5} {total:>9} {usd:>9.4f}  {by:<40} {score}")
