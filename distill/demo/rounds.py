@@ -5,7 +5,7 @@ training steps per round:
 - random: every round a random slice of the pool not asked yet;
 - gap: round 0 the same random slice; then the student samples k answers for a candidate subset of the pool and
   the slice is ranked by `distill.rounds.acquire` (disagreement of the k answers, n-gram sketch nearest to the
-  validation items the student fails and the teacher solves, no near-duplicates) — the functions `distill
+  validation items the student fails and the teacher solves, no near-dups) — the functions `distill
   rounds` uses.
 
 The teacher and student are the demo's own (data/demo/teacher, data/demo/student), run in process: the teacher
@@ -176,7 +176,7 @@ def select(arm: str, setup: Setup, data: Data, asked: list[int], student: tuple[
                           diversity=setup.diversity, already=[data.pool[i].question for i in asked])
     info = {"scoring_s": round(time.monotonic() - t0, 1), "candidates": len(cand), "failed_seeds": len(failed),
             "uncertain_candidates": int((scores["uncertainty"] > 0).sum()),
-            "skipped_near_duplicates": picked.skipped_near_duplicates}
+            "skipped_near_dups": picked.skipped_near_dups}
     return [cand[i] for i in picked.indices], picked.picked_by, info
 
 

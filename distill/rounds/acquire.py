@@ -2,8 +2,8 @@
 
 - `disagreement`: the student's k sampled final answers (read by `distill.answers`) disagree -> it does not know;
 - `failure_similarity`: word n-gram MinHash sketch (curate's shingling) nearest to items the student failed;
-- `pick`: rank-normalised weighted combination, then curate's MinHash near-duplicate clustering so one round never
-  spends two requests on near-duplicates (nor on a near-duplicate of an earlier round's prompt);
+- `pick`: rank-normalised weighted combination, then curate's MinHash near-dup clustering so one round never
+  spends two requests on near-dups (nor on a near-dup of an earlier round's prompt);
 - `stratified_sample`: round 0's slice, proportional per category.
 
 Pure functions over lists and numpy arrays, so each is tested on hand-made pools and shared by `distill rounds`
@@ -79,15 +79,15 @@ class Picked:
     indices: list[int]
     picked_by: list[str]
     scores: dict[str, list[float]] = field(default_factory=dict)  # function -> raw score of each picked prompt
-    skipped_near_duplicates: int = 0
-    filled_with_duplicates: int = 0
+    skipped_near_dups: int = 0
+    filled_with_near_dups: int = 0
 
     def counts(self) -> dict[str, int]:
         return dict(Counter(self.picked_by))
 
 
-def near_duplicate_mask(texts: Sequence[str], *, threshold: float, ngram: int, num_perm: int) -> np.ndarray:
-    """True for each text that is a near-duplicate of an earlier text in the list (curate's MinHash LSH)."""
+def near_dup_mask(texts: Sequence[str], *, threshold: float, ngram: int, num_perm: int) -> np.ndarray:
+    """True for each text that is a near-dup of an earlier text in the list (curate's MinHash LSH)."""
     import pyarrow as pa
 
     from distill.curate.dedup import near_duplicates
@@ -104,7 +104,7 @@ def pick(candidates: Sequence[int], texts: Sequence[str], budget: int, scores: d
          already: Sequence[str] = ()) -> Picked:
     """The `budget` best candidates (pool indices; `texts[i]` their prompt texts, aligned with `candidates`) by
     the weighted sum of rank-normalised scores; ties broken at random (seeded). With `diversity`
-    ({threshold, ngram, num_perm}), a candidate that is a near-duplicate of a better one or of an `already`
+    ({threshold, ngram, num_perm}), a candidate that is a near-dup of a better one or of an `already`
     collected prompt is skipped; only when too few remain are skipped ones used to fill the budget."""
     n = len(candidates)
     if n == 0 or budget <= 0:
@@ -116,7 +116,7 @@ def pick(candidates: Sequence[int], texts: Sequence[str], budget: int, scores: d
     skipped = np.zeros(n, dtype=bool)
     if diversity is not None:
         ranked = [texts[i] for i in order]
-        dup = near_duplicate_mask(list(already) + ranked, **diversity)[len(already):]
+        dup = near_dup_mask(list(already) + ranked, **diversity)[len(already):]
         skipped[order[dup]] = True
     chosen = [i for i in order if not skipped[i]][:budget]
     filled = 0
@@ -133,7 +133,7 @@ def pick(candidates: Sequence[int], texts: Sequence[str], budget: int, scores: d
 
     return Picked(indices=[int(candidates[i]) for i in chosen], picked_by=[by(i) for i in chosen],
                   scores={k: [float(scores[k][i]) for i in chosen] for k in names},
-                  skipped_near_duplicates=int(skipped.sum()), filled_with_duplicates=filled)
+                  skipped_near_dups=int(skipped.sum()), filled_with_near_dups=filled)
 
 
 def stratified_sample(n_pool: int, k: int, *, categories: Sequence[Any] | None = None, seed: int = 0) -> list[int]:

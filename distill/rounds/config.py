@@ -44,10 +44,10 @@ class NeighboursConfig(Section):
 
 
 class DiversityConfig(Section):
-    enabled: bool = Field(default=True, description="never pick two near-duplicates in one round, nor a "
-                                                    "near-duplicate of a prompt an earlier round collected "
+    enabled: bool = Field(default=True, description="never pick two near-dups in one round, nor a "
+                                                    "near-dup of a prompt an earlier round collected "
                                                     "(curate's MinHash)")
-    threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard at which two prompts are near-duplicates")
+    threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard at which two prompts are near-dups")
     ngram: int = Field(default=3, ge=1, description="word n-gram size")
     num_perm: int = Field(default=128, ge=8, description="MinHash permutations")
 

@@ -200,7 +200,7 @@ def run_select(cfg: Any, rc: RoundsConfig, pool: Pool, r: int, force: bool) -> d
                              {a.name: a.weight for a in rc.acquisition}, seed=rc.seed * 1000 + r,
                              diversity=diversity, already=already)
         picked = acquire.Picked([cand[i] for i in local.indices], local.picked_by, local.scores,
-                                local.skipped_near_duplicates, local.filled_with_duplicates)
+                                local.skipped_near_dups, local.filled_with_near_dups)
         info["candidates"] = len(cand)
     with stage.build() as b:
         write_jsonl(b.out / "picks.jsonl", ({"prompt_id": pool.ids[i], "picked_by": by,
@@ -208,8 +208,8 @@ def run_select(cfg: Any, rc: RoundsConfig, pool: Pool, r: int, force: bool) -> d
                                             for j, (i, by) in enumerate(zip(picked.indices, picked.picked_by))))
         write_jsonl(b.out / "prompts.jsonl", pool.rows(picked.indices))
         b.summary.update(round=r, picked=len(picked.indices), picked_by=picked.counts(),
-                         skipped_near_duplicates=picked.skipped_near_duplicates,
-                         filled_with_duplicates=picked.filled_with_duplicates, **info, complete=True)
+                         skipped_near_dups=picked.skipped_near_dups,
+                         filled_with_near_dups=picked.filled_with_near_dups, **info, complete=True)
     return b.summary
 
 
@@ -360,7 +360,7 @@ def _round_row(cfg: Any, rc: RoundsConfig, r: int, sel: dict[str, Any], col: dic
             "teacher_requests_sent": col.get("completed"), "from_cache": col.get("from_cache"),
             "cost_usd": col.get("cost_usd"), "records": col.get("records"), "picked": sel.get("picked"),
             "picked_by": sel.get("picked_by"), "picks": str(layout.root / SELECT / "picks.jsonl"),
-            "skipped_near_duplicates": sel.get("skipped_near_duplicates"), "student": scores}
+            "skipped_near_dups": sel.get("skipped_near_dups"), "student": scores}
 
 
 def run_rounds(cfg: Any, *, force: bool = False) -> dict[str, Any]:
