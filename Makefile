@@ -9,11 +9,15 @@ ARGS ?=
 ENSURE_INSTALLED = @$(PY) -c "import vllm, trl, peft, rensa, tiktoken, nbclient, jinja2, pytest, pytest_timeout, packaging, distill" \
 	2>/dev/null || bash scripts/install_cpu.sh
 
-.PHONY: demo teacher
+.PHONY: demo demo-rounds teacher rounds
 
 demo:               ## the whole pipeline offline: tiny teacher on vLLM -> collect -> curate -> train -> eval -> report
 	$(ENSURE_INSTALLED)
 	$(DISTILL) demo -c $(CONFIG) $(ARGS)
+
+demo-rounds:        ## gap-driven vs random collection at equal teacher requests on the demo task (curves, PNG, ratio)
+	$(ENSURE_INSTALLED)
+	$(PY) -m distill.demo.rounds $(ARGS)
 
 teacher:            ## re-train the demo teacher into data/demo/teacher (and the untrained student, data/demo/student)
 	$(PY) -m distill.demo.teacher --out data/demo/teacher
@@ -39,6 +43,9 @@ gpu-check:          ## offline GPU check: 0.5B-shape LoRA SFT (tokens/s, MFU), m
 
 collect:            ## query the teacher(s) for every prompt
 	$(DISTILL) collect -c $(CONFIG) $(ARGS)
+
+rounds:             ## collection in rounds: each round the teacher answers what the student does not know yet (`rounds:`)
+	$(DISTILL) rounds -c $(CONFIG) $(ARGS)
 
 estimate:           ## dry run: requests, tokens and $ (online and batch) before spending
 	$(DISTILL) collect -c $(CONFIG) --dry-run $(ARGS)

@@ -272,6 +272,18 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("rounds", "gap-driven collection: each round the teacher answers only what the student does not know yet "
+         "(select -> collect -> curate -> train -> eval, per round dir)", _config_args)
+def _rounds(args: argparse.Namespace) -> int:
+    from distill.rounds import run_rounds
+
+    cfg = _load(args)
+    s = run_rounds(cfg, force=args.force)
+    print(f"rounds: {len(s['rounds'])} rounds, {s['teacher_requests']} teacher requests, ${s['cost_usd']:.4f}; "
+          f"summary {cfg.root / 'rounds' / 'summary.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="distill", description="black-box LLM distillation, stage by stage")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -22,6 +22,7 @@ from distill.errors import ConfigError
 from distill.eval_config import EvalConfig
 from distill.push_config import PushConfig
 from distill.report_config import ReportConfig
+from distill.rounds.config import RoundsConfig
 from distill.rundir import RunLayout
 from distill.schema import Section
 from distill.serve_config import ServeConfig
@@ -44,6 +45,7 @@ class PipelineConfig(Section):
     report: ReportConfig | None = Field(default=None, description="optional")
     push: PushConfig | None = Field(default=None, description="for `distill push`")
     demo: DemoConfig | None = Field(default=None, description="optional; read by `distill demo` only")
+    rounds: RoundsConfig | None = Field(default=None, description="for `distill rounds`")
 
     @property
     def root(self) -> Path:

@@ -84,6 +84,35 @@ def problems(pool: Pool, n: int, seed: int) -> list[Problem]:
     return out
 
 
+def carries(a: int, b: int) -> int:
+    """Carries written in the solution (the task's difficulty: each carry is a step a weak student gets wrong)."""
+    c = n = 0
+    while a or b:
+        c = (a % 10 + b % 10 + c) // 10
+        n += c
+        a, b = a // 10, b // 10
+    return n
+
+
+def mixed_pool(pool: Pool, n: int, seed: int, mix: dict[int, float]) -> list[Problem]:
+    """`n` distinct problems from one pool with the given share per number of carries (a pool skewed towards
+    easy items, as real prompt pools are: the student's weak spots are rare in it)."""
+    want = {c: round(n * w) for c, w in mix.items()}
+    want[max(want, key=lambda c: want[c])] += n - sum(want.values())
+    got: dict[int, list[Problem]] = {c: [] for c in want}
+    for p in problems(pool, 5 * n, seed):
+        c = carries(p.a, p.b)
+        if c in got and len(got[c]) < want[c]:
+            got[c].append(p)
+        if all(len(got[c]) >= want[c] for c in want):
+            break
+    if any(len(got[c]) < want[c] for c in want):
+        raise ValueError(f"mixed_pool: could not draw {want} from the {pool} pool")
+    out = [p for c in sorted(got) for p in got[c]]
+    random.Random(f"mix-{seed}").shuffle(out)
+    return out
+
+
 def write_jsonl(path: Path, probs: list[Problem]) -> Path:
     """Rows `{id, question, answer}`: the prompt-source and local-benchmark format the pipeline reads."""
     path.parent.mkdir(parents=True, exist_ok=True)
