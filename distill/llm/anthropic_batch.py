@@ -181,7 +181,7 @@ class AnthropicBatchRunner(BatchRunner):
         results = self._call("results download",
                              lambda: [r.model_dump(mode="json") for r in self.client.messages.batches.results(b.id)])
         answered: set[str] = set()
-        records_by_cid: dict[str, tuple[list[dict[str, Any]], dict[str, int]]] = {}
+        records_by_cid: dict[str, tuple[list[dict[str, Any]], dict[str, int], float]] = {}
         for r in results:
             cid = by_sent.get(r["custom_id"])
             if cid is None:
@@ -194,7 +194,12 @@ class AnthropicBatchRunner(BatchRunner):
             kind = res.get("type")
             if kind == "succeeded":
                 msg = res["message"]
-                records_by_cid[cid] = self._records(cid, msg, b.id), self.model.usage(msg)
+                recs = self._records(cid, msg, b.id)
+                valid, invalid = self.model.split_invalid(recs)
+                records_by_cid[cid] = valid, self.model.usage(msg), sum(x["cost_usd"] for x in recs)
+                if invalid:  # not matching the response_format: asked again like a failed item (paid for)
+                    self.stats.errors["invalid_output"] += len(invalid)
+                    self.failed_items.append((cid, invalid[0]["invalid"]))
             elif kind == "canceled":
                 self._unanswered(c, cid, "canceled")
             else:
@@ -206,13 +211,13 @@ class AnthropicBatchRunner(BatchRunner):
             if cid not in answered:
                 self._unanswered(c, cid, "missing")
         self.cache.put_many((x["id"], self.ep.name, x["sample_index"], x)
-                            for recs, _ in records_by_cid.values() for x in recs)
+                            for recs, _, _ in records_by_cid.values() for x in recs)
         c.update(state="done", status="ended")
         self._save()
-        for cid, (recs, usage) in records_by_cid.items():  # counted and told only now that they are durable
-            self.stats.count_response(len(recs), usage, sum(x["cost_usd"] for x in recs), None)
+        for cid, (recs, usage, cost) in records_by_cid.items():  # counted and told only now that they are durable
+            self.stats.count_response(len(recs), usage, cost, None)
             req = self._requests.get(cid)
-            if req is not None:
+            if req is not None and recs:
                 on_result(ChatRequest(req.messages, [x["sample_index"] for x in recs], req.tag), recs, None, False)
 
     # -- cancel ----------------------------------------------------------------------------------------------

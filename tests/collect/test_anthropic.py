@@ -200,3 +200,20 @@ def test_dry_run_pilots_through_the_messages_api(tmp_path: Path, fake_api) -> No
     assert real["from_cache"] == 5 and real["completed"] == 35
     on = est["cost_usd_online"]
     assert on["low"] * 0.8 <= real["cost_usd"] + est["pilot_cost_usd"] <= on["high"] * 1.2
+
+
+def test_response_format_is_validated_here_not_sent(tmp_path: Path, fake_api) -> None:
+    """The Messages API has no response_format: it is not put on the wire (Anthropic would refuse the field), but
+    every answer is still validated against it, retried, then recorded failed with the validation error."""
+    srv = fake_api("anthropic", "--api-key", KEY)
+    cfg = anthropic_config(tmp_path, srv.base_url, 3,
+                           params={"max_tokens": 64, "temperature": 0.0, "response_format": {"type": "json_object"}},
+                           retry={"max_attempts": 2, "base_delay_s": 0.01, "max_delay_s": 0.05})
+    main(["collect", "-c", str(cfg)])
+    ok = [e for e in srv.served() if e["kind"] == "ok"]
+    assert len(ok) == 6, "each prompt asked max_attempts times: the echo answer is never JSON"
+    assert all("response_format" not in e["params"] for e in ok)
+    s = summary(tmp_path)
+    assert s["failed"] == 3 and s["errors"]["invalid_output"] == 6
+    fails = [json.loads(ln) for ln in (tmp_path / "run" / "collect" / "failures.jsonl").read_text().splitlines()]
+    assert len(fails) == 3 and all("JSON" in f["error"] or "json" in f["error"] for f in fails), fails[0]
