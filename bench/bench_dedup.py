@@ -314,14 +314,14 @@ def main() -> None:
           f"({args.bands * args.rows} permutations), threshold {args.threshold} "
           f"(candidate probability at it {candidate_probability(args.threshold, args.bands, args.rows):.4f})")
     with tempfile.TemporaryDirectory(prefix="bench-dedup-", dir=args.workdir) as tmp:
+        if args.compare_n:  # first: the speed ratio is the quick figure
+            compare(args, Path(tmp))
         figures = [run_size(int(n), args, Path(tmp)) for n in args.n.split(",")]
         if len(figures) > 1:
             base = figures[0]
             print("RESULT growth: " + "; ".join(
                 f"n={f['n']:,}: {f['wall']:.0f}s ({f['wall'] / base['wall']:.2f}x time for "
                 f"{f['n'] / base['n']:.1f}x records), peak RSS {f['peak']:.2f} GiB" for f in figures))
-        if args.compare_n:
-            compare(args, Path(tmp))
 
 
 if __name__ == "__main__":
