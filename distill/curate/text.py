@@ -12,7 +12,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-_PUNCT = r"[^\w\s]+"
+# not a letter, digit, combining mark, underscore or space (RE2's \w is ASCII-only: "é" and every CJK
+# character would be dropped, leaving whole non-Latin texts with no words, all alike)
+_PUNCT = r"[^\p{L}\p{N}\p{M}_\s]+"
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _rng = np.random.default_rng(0x5EED)
 _POS_KEYS = _rng.integers(1, 2**63 - 1, size=4096, dtype=np.uint64) | np.uint64(1)
