@@ -51,7 +51,7 @@ bench-collect:      ## collector throughput vs C/L and vs a bare AsyncOpenAI loo
 curate:             ## filter, verify, dedup and decontaminate the collect records -> runs/<name>/curate/dataset
 	$(DISTILL) curate -c $(CONFIG) $(ARGS)
 
-bench-dedup:        ## near-dup recall/precision on 1M planted records, wall/RSS; docs/s vs datasketch (ARGS="--n 100000")
+bench-dedup:        ## near-dup recall/precision per true-Jaccard bin on 1M planted records, wall/RSS; docs/s vs datasketch (ARGS="--n 100000")
 	$(PY) bench/bench_dedup.py $(ARGS)
 
 .PHONY: serve-student eval report bench-serve push-student check-notebook-env
