@@ -161,9 +161,9 @@ class TextFile:
 
 
 def jaccard_of(textfile: TextFile, pairs: np.ndarray, ngram: int) -> np.ndarray:
-    """Exact shingle Jaccard of each (i, j) pair of file rows (same shingles as curate's near-dup)."""
+    """Exact shingle Jaccard of each (i, j) pair of file rows (same shingles as curate's near-dup, 64-bit)."""
     ids = np.unique(pairs)
-    flat, off = _candidate_sets(textfile.batches(ids), np.arange(len(ids)), ngram)
+    flat, off = _candidate_sets(textfile.batches(ids), np.arange(len(ids)), ngram, fold=False)  # 64-bit truth
     return pair_jaccard(flat, off, np.searchsorted(ids, pairs))
 
 
