@@ -132,7 +132,9 @@ def _refuse_partial_traces(records: Any, in_dir: Path, cfg: CurateConfig) -> Non
 
 
 def _fingerprint(cfg: CurateConfig, in_dir: Path, collect_summary: dict[str, Any]) -> str:
-    parts: list[Any] = [cfg.model_dump(mode="json"), collect_summary.get("fingerprint"), file_fingerprint(in_dir)]
+    # where it runs is not what it makes: both executors keep the same records, so switching one is not a change
+    parts: list[Any] = [cfg.model_dump(mode="json", exclude={"executor", "ray_address"}),
+                        collect_summary.get("fingerprint"), file_fingerprint(in_dir)]
     if cfg.decontam.enabled:
         for ref in cfg.decontam.benchmarks:
             if ref.source and Path(ref.source).exists():
