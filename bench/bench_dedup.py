@@ -36,8 +36,8 @@ import pyarrow.compute as pc
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from distill.curate.dedup import (_banding, _candidate_sets, candidate_probability, choose_bands, exact_keys, first_occurrence,  # noqa: E402
-                                  near_duplicates, pair_jaccard)
+from distill.curate.dedup import (  # noqa: E402
+    _banding, _candidate_sets, candidate_probability, exact_keys, first_occurrence, near_duplicates, pair_jaccard)
 from distill.curate.text import normalize_words  # noqa: E402
 
 

@@ -125,7 +125,8 @@ def pair_jaccard(flat: np.ndarray, offsets: np.ndarray, pairs: np.ndarray, chunk
         p = pairs[s : s + chunk]
         a, a_off = _gather_rows(flat, offsets, p[:, 0])
         b, b_off = _gather_rows(flat, offsets, p[:, 1])
-        pid = np.concatenate([np.repeat(np.arange(len(p)), np.diff(a_off)), np.repeat(np.arange(len(p)), np.diff(b_off))])
+        pid = np.concatenate([np.repeat(np.arange(len(p)), np.diff(a_off)),
+                              np.repeat(np.arange(len(p)), np.diff(b_off))])
         if flat.dtype == np.uint32:
             ts = np.sort((pid.astype(np.uint64) << np.uint64(32)) | np.concatenate([a, b]).astype(np.uint64))
             hit = (ts[np.flatnonzero(ts[1:] == ts[:-1])] >> np.uint64(32)).astype(np.int64)
