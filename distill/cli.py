@@ -49,6 +49,12 @@ def _collect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cancel-batches", action="store_true",
                    help="cancel this pipeline's submitted, unfinished batches (recorded; a re-run keeps what finished "
                         "and submits the rest again)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="collect only shard I of N (prompts by a stable hash of their id; own cache, lock and "
+                        "budget/rate-limit share under runs/<name>/collect-shards/); the last shard merges")
+    p.add_argument("--merge", type=int, default=None, metavar="N",
+                   help="merge the N shards' outputs into runs/<name>/collect (checks each prompt x teacher x "
+                        "sample is present exactly once)")
 
 
 @command("collect", "query the teacher(s) for every prompt (cached, resumable)", _collect_args)
@@ -70,8 +76,21 @@ def _collect(args: argparse.Namespace) -> int:
         run_estimate(_need(cfg, "collect"), cfg.layout)
         print(f"estimate written to {cfg.layout.estimate}")
         return 0
-    summary = run_collect(_need(cfg, "collect"), cfg.layout, force=args.force)
-    print(f"collect: {summary['records']} records in {cfg.layout.collect} "
+    if args.shard is not None or args.merge is not None:
+        from distill.collect.shard import merge_shards, parse_shard, run_collect_shard
+
+        if args.merge is not None:
+            merged = merge_shards(_need(cfg, "collect"), cfg.layout, args.merge)
+            if merged is None:
+                return 1
+            summary = merged
+        else:
+            i, n = parse_shard(args.shard)
+            summary = run_collect_shard(_need(cfg, "collect"), cfg.layout, i, n, force=args.force)
+    else:
+        summary = run_collect(_need(cfg, "collect"), cfg.layout, force=args.force)
+    where = cfg.layout.collect if not summary.get("shard") else f"shard {summary['shard']}"
+    print(f"collect: {summary['records']} records in {where} "
           f"(new {summary['completed']}, cached {summary['from_cache']}, failed {summary['failed']}, "
           + (f"parser rejected {summary['parser_failed']}, " if summary.get("parser_failed") else "")
           + f"${summary['cost_usd']:.4f})")

@@ -264,6 +264,12 @@ class PromptTable:
     def __len__(self) -> int:
         return len(self._cols["prompt_id"])
 
+    def select(self, rows: list[int]) -> PromptTable:
+        """A table of the given rows, in that order (a collect shard's prompts)."""
+        out = PromptTable()
+        out._cols = {c: [v[r] for r in rows] for c, v in self._cols.items()}
+        return out
+
     def _column(self, name: str, rows: slice | int) -> Any:
         v = self._cols[name][rows]
         if name != "messages":

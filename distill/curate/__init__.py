@@ -39,8 +39,7 @@ def run_curate(cfg: CurateConfig, layout: RunLayout, *, force: bool = False,
                pipeline: str = "distill") -> dict[str, Any]:
     """Run the curate stage on `cfg.input` (default the layout's collect dir) into the layout's curate dir; returns
     its summary (also in summary.json)."""
-    from distill.curate.build import build_dataset, dataset_card, split_counts, teacher_table
-    from distill.curate.pipeline import prepare, run_steps
+    from distill.curate.executor import make_executor
     from distill.progress import console
 
     t_start = time.monotonic()
@@ -52,23 +51,38 @@ def run_curate(cfg: CurateConfig, layout: RunLayout, *, force: bool = False,
     records = _read_records(in_dir, cfg)
     console.print(f"curate: {len(records)} records from {in_dir}")
     timings: dict[str, float] = {}
-    rows = prepare(records, cfg, timings)
-    rows.layout = layout
+    executor = make_executor(cfg.executor, cfg.ray_address)
+    try:
+        return _curate(records, cfg, in_dir, collect_summary, stage, executor, timings, t_start, pipeline, layout)
+    finally:
+        executor.close()
+
+
+def _curate(records: Any, cfg: CurateConfig, in_dir: Path, collect_summary: dict[str, Any], stage: Stage,
+            executor: Any, timings: dict[str, float], t_start: float, pipeline: str,
+            layout: RunLayout) -> dict[str, Any]:
+    import pyarrow as pa
+
+    from distill.curate.build import dataset_card, split_counts, teacher_table, write_dataset
+    from distill.curate.pipeline import prepare, run_steps
+
+    rows = prepare(records, cfg, timings, executor)
+    rows.layout = layout  # for a step that asks a model (the judge): the run's cache and ledger
     alive, steps = run_steps(rows, cfg, timings)
     t = time.monotonic()
     idx = alive.nonzero()[0]
-    dd, table = build_dataset(rows.ds.data.table, idx, rows.verification, cfg, rows.columns)
     with stage.build() as b:
-        # an empty split saved with 0 shards cannot be loaded back (datasets 5.2): give every split a shard
-        dd.save_to_disk(str(b.out / "dataset"), num_shards={k: 1 for k, v in dd.items() if len(v) == 0} or None)
+        dd = write_dataset(rows.ds.data.table, idx, rows.verification, cfg, b.out, rows.columns)
         timings["build_s"] = time.monotonic() - t
         b.summary.update(
             pipeline=pipeline,
+            executor=executor.name,
             input=str(in_dir),
             records_in=len(records),
-            records_out=table.num_rows,
+            records_out=len(idx),
             splits=split_counts(dd),
-            teachers=teacher_table(records.data.table, table),
+            teachers=teacher_table(records.data.table,
+                                   pa.table({"teacher": rows.ds.data.column("teacher").take(pa.array(idx))})),
             token_count_method=rows.token_count_method,
             filters=steps,
             timings_s={k: round(v, 3) for k, v in timings.items()},
@@ -119,7 +133,9 @@ def _refuse_partial_traces(records: Any, in_dir: Path, cfg: CurateConfig) -> Non
 
 
 def _fingerprint(cfg: CurateConfig, in_dir: Path, collect_summary: dict[str, Any]) -> str:
-    parts: list[Any] = [cfg.model_dump(mode="json"), collect_summary.get("fingerprint"), file_fingerprint(in_dir)]
+    # where it runs is not what it makes: both executors keep the same records, so switching one is not a change
+    parts: list[Any] = [cfg.model_dump(mode="json", exclude={"executor", "ray_address"}),
+                        collect_summary.get("fingerprint"), file_fingerprint(in_dir)]
     if cfg.decontam.enabled:
         for ref in cfg.decontam.benchmarks:
             if ref.source and Path(ref.source).exists():

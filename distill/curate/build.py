@@ -87,13 +87,13 @@ def validation_mask(prompt_ids: pa.Array, fraction: float, seed: int) -> np.ndar
     return val
 
 
-def build_dataset(prepared: pa.Table, idx: np.ndarray, verification: np.ndarray, cfg: Any,
-                  columns: dict[str, tuple[np.ndarray, pa.DataType]] | None = None) -> tuple[Any, pa.Table]:
-    """(DatasetDict train/validation, the kept table) from the kept rows: pure Arrow (take, append the assistant
-    turn, filter), no per-row Python and no index mappings."""
-    from datasets import Dataset, DatasetDict
-    from datasets.table import InMemoryTable
+SHARD_ROWS = 200_000  # kept rows built and written per piece: the dataset is never whole in memory
 
+
+def build_piece(prepared: pa.Table, idx: np.ndarray, verification: np.ndarray, cfg: Any,
+                columns: dict[str, tuple[np.ndarray, pa.DataType]] | None = None) -> pa.Table:
+    """The final rows for kept rows `idx`: pure Arrow (take, append the assistant turn), no per-row Python;
+    `columns`: per-row values steps added (index = row position), kept rows' appended."""
     table = prepared.take(pa.array(idx))
     table = table.set_column(table.schema.get_field_index("messages"), "messages",
                              with_assistant_turn(table.column("messages"), table.column("_answer"),
@@ -106,9 +106,42 @@ def build_dataset(prepared: pa.Table, idx: np.ndarray, verification: np.ndarray,
     for name, (values, typ) in (columns or {}).items():  # added by steps (the judge's score and reasoning)
         kept = values[idx]
         table = table.append_column(name, pa.array(kept, type=typ, from_pandas=kept.dtype.kind == "f"))
-    val = validation_mask(table.column("prompt_id").combine_chunks(), cfg.validation_fraction, cfg.seed)
-    parts = {"train": table.filter(pa.array(~val)), "validation": table.filter(pa.array(val))}
-    return DatasetDict({k: Dataset(InMemoryTable(v)) for k, v in parts.items()}), table
+    return table
+
+
+def write_dataset(prepared: pa.Table, idx: np.ndarray, verification: np.ndarray, cfg: Any, out: Path,
+                  columns: dict[str, tuple[np.ndarray, pa.DataType]] | None = None) -> Any:
+    """Build the kept rows `SHARD_ROWS` at a time into Arrow files under `out/pieces`, then save them as a
+    `DatasetDict` (train/validation) at `out/dataset` from the memory-mapped pieces; returns it (memory-mapped)."""
+    import shutil
+
+    from datasets import Dataset, DatasetDict, concatenate_datasets
+
+    # the split is decided over all kept prompt ids at once (a prompt's rows all land on one side)
+    val = validation_mask(prepared.column("prompt_id").take(pa.array(idx)).combine_chunks(),
+                          cfg.validation_fraction, cfg.seed)
+    pieces_dir = out / "pieces"
+    pieces_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, list[Path]] = {"train": [], "validation": []}
+    schema = None
+    for i, s in enumerate(range(0, max(len(idx), 1), SHARD_ROWS)):
+        table = build_piece(prepared, idx[s : s + SHARD_ROWS], verification, cfg, columns)
+        schema = schema or table.schema
+        part_val = val[s : s + SHARD_ROWS]
+        for split, mask in (("train", ~part_val), ("validation", part_val)):
+            path = pieces_dir / f"{split}-{i:05d}.arrow"
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as w:
+                w.write_table(table.filter(pa.array(mask)).cast(schema))
+            files[split].append(path)
+    parts = {k: concatenate_datasets([Dataset.from_file(str(f)) for f in fs]) for k, fs in files.items()}
+    # an empty split saved with 0 shards cannot be loaded back (datasets 5.2): give every split a shard
+    DatasetDict(parts).save_to_disk(str(out / "dataset"),
+                                    num_shards={k: 1 for k, v in parts.items() if len(v) == 0} or None)
+    del parts
+    shutil.rmtree(pieces_dir)
+    from datasets import load_from_disk
+
+    return load_from_disk(str(out / "dataset"))
 
 
 def split_counts(dd: Any) -> dict[str, dict[str, int]]:
@@ -118,7 +151,8 @@ def split_counts(dd: Any) -> dict[str, dict[str, int]]:
 
 
 def teacher_table(records: pa.Table, final: pa.Table) -> dict[str, dict[str, Any]]:
-    """Per teacher: records in, records kept, the models it answered with."""
+    """Per teacher: records in, records kept (`final`: the kept rows, at least their `teacher` column), the models
+    it answered with."""
 
     def counts(t: pa.Table) -> dict[str, int]:
         vc = pc.value_counts(pc.fill_null(t.column("teacher").combine_chunks().cast(pa.string()), "?"))

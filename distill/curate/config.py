@@ -247,6 +247,12 @@ class CurateConfig(Section):
     student_tokenizer: str | None = Field(default=None, description="local tokenizer dir for token counts (else "
                                                                     "chars/4)")
     num_proc: int = Field(default=2, ge=1, description="processes for the per-record filters (used from 20k records)")
+    executor: Literal["local", "ray"] = Field(default="local", description="where the data-parallel work runs: "
+                                              "`local` (this process) or `ray` (a Ray cluster, the `scale` "
+                                              "extra; same kept records)")
+    ray_address: str | None = Field(default=None, description="the Ray cluster to join when `executor: ray` "
+                                    "(`ray start --head` prints it); default `RAY_ADDRESS`, else a local Ray "
+                                    "instance started for the run")
     errors: ErrorsFilter = Field(default_factory=ErrorsFilter)
     structured: StructuredFilter = Field(default_factory=StructuredFilter)
     empty: EmptyFilter = Field(default_factory=EmptyFilter)

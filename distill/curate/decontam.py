@@ -120,15 +120,13 @@ def decontam_step(rows: Rows, alive: np.ndarray, cfg: DecontamConfig) -> Outcome
     pos = np.full(len(rows), -1, dtype=np.int64)
     glen = np.zeros(len(rows), dtype=np.int32)
     start = 0
-    texts_of: dict[int, str] = {}
-    for arr in rows.texts(cfg.on, idx):
-        b, p, g = find_hits(index, arr)
-        at = idx[start : start + len(arr)]
+    for b, p, g in rows.map_texts(cfg.on, idx, find_hits, index):  # the index is broadcast once (Ray)
+        at = idx[start : start + len(b)]
         bench[at], pos[at], glen[at] = b, p, g
-        for j in np.flatnonzero(b >= 0)[: max(0, EXAMPLES - len(texts_of))]:
-            texts_of[int(at[j])] = arr[int(j)].as_py()
-        start += len(arr)
+        start += len(b)
     hit_rows = np.flatnonzero(bench >= 0)
+    shown = hit_rows[:EXAMPLES]
+    texts_of = {int(r): t.as_py() for r, t in zip(shown, next(rows.texts(cfg.on, shown), pa.array([])))}
     per = {name: {"items": index.texts[name], "too_short_to_check": index.too_short[name],
                   "removed": int((bench[hit_rows] == i).sum())} for i, name in enumerate(index.names)}
     extra = {r: {"benchmark": index.names[bench[r]], "matched": matched_text(txt, int(pos[r]), int(glen[r]))}

@@ -112,19 +112,22 @@ def _prepare(batch: dict[str, list[Any]], per_record: list[tuple[str, Any, Any]]
     return out
 
 
-def prepare(records: Any, cfg: CurateConfig, timings: dict[str, float]) -> Rows:
-    """The one batched pass: derived text and token columns plus each switched-on per-record filter's keep column."""
+def prepare(records: Any, cfg: CurateConfig, timings: dict[str, float], executor: Any = None) -> Rows:
+    """The one batched pass: derived text and token columns plus each switched-on per-record filter's keep column
+    (on `executor`: local `datasets.map`, or Ray Data `map_batches`)."""
+    from distill.curate.executor import LocalExecutor
+
+    executor = executor or LocalExecutor()
     t = time.monotonic()
     counter = TokenCounter(cfg.student_tokenizer)
     num_proc = cfg.num_proc if (cfg.num_proc > 1 and len(records) >= 20_000) else None
     per_record = [(s.name, s.per_record, s.config(cfg)) for s in STEPS
                   if s.per_record is not None and s.active(s.config(cfg))]
-    ds = records.map(_prepare, batched=True, batch_size=1000, num_proc=num_proc,
-                     fn_kwargs={"per_record": per_record, "counter": counter, "mode": cfg.reasoning},
-                     desc="curate: per-record filters")
+    ds = executor.map_records(records, _prepare, {"per_record": per_record, "counter": counter, "mode": cfg.reasoning},
+                              num_proc=num_proc, desc="curate: per-record filters")
     timings["record_filters_s"] = time.monotonic() - t
     return Rows(ds, num_proc=num_proc, progress=cfg.progress, token_count_method=counter.method,
-                verification=np.full(len(ds), UNVERIFIABLE, dtype=object))
+                verification=np.full(len(ds), UNVERIFIABLE, dtype=object), executor=executor)
 
 
 def run_steps(rows: Rows, cfg: CurateConfig, timings: dict[str, float],

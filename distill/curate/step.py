@@ -43,8 +43,11 @@ class Rows:
     """The prepared records (a `datasets.Dataset` over Arrow) and what steps share while they run."""
 
     def __init__(self, ds: Any, *, num_proc: int | None = None, progress: bool = True,
-                 token_count_method: str = "", verification: np.ndarray | None = None):
+                 token_count_method: str = "", verification: np.ndarray | None = None, executor: Any = None):
+        from distill.curate.executor import LocalExecutor
+
         self.ds = ds
+        self.executor = executor or LocalExecutor()  # where map_texts / band_pairs run (executor.py)
         self.num_proc = num_proc
         self.progress = progress
         self.token_count_method = token_count_method
@@ -73,6 +76,10 @@ class Rows:
                 p = table.column("_prompt_text").take(take).combine_chunks()
                 a = table.column(answer).take(take).combine_chunks()
                 yield pc.binary_join_element_wise(p, a, "\n")
+
+    def map_texts(self, on: str, rows: np.ndarray, fn: Callable[..., Any], *args: Any) -> list[Any]:
+        """`fn(*args, texts)` over the texts of `rows` batch by batch, on this run's executor; results in order."""
+        return self.executor.map_texts(self.texts(on, rows), fn, *args)
 
     def duplicates_of(self, idx: np.ndarray, keep_local: np.ndarray, rep: np.ndarray) -> dict[int, dict[str, Any]]:
         """`duplicate_of` for the first removed rows of a dedup over `idx` (rep: local index of the kept copy)."""

@@ -110,6 +110,10 @@ class EndpointConfig(Section):
     output_tpm: float | None = Field(default=None, gt=0, description="completion tokens per minute at most "
                                                                      "(optional ceiling, charged `max_tokens` up "
                                                                      "front and corrected by the true usage)")
+    limit_share: float = Field(default=1.0, gt=0, le=1, description="the share of the provider's announced "
+                                                                     "limits (rate-limit headers) this process "
+                                                                     "paces to; `collect --shard i/n` sets 1/n so "
+                                                                     "n workers on one key stay inside them together")
     prompt_cache: bool = Field(default=False, description="`provider: anthropic`: mark the system prompt "
                                                           "`cache_control: ephemeral`, so requests sharing it read "
                                                           "it from Anthropic's prompt cache (priced at `cache_read`)")

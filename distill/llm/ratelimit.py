@@ -74,8 +74,9 @@ class RateLimiter:
     """The buckets of one endpoint: the configured ceilings, lowered to the limits its headers announce."""
 
     def __init__(self, rpm: float | None, tpm: float | None, input_tpm: float | None = None,
-                 output_tpm: float | None = None):
+                 output_tpm: float | None = None, share: float = 1.0):
         self.ceilings = {"requests": rpm, "tokens": tpm, "input_tokens": input_tpm, "output_tokens": output_tpm}
+        self.share = share  # of each announced limit: n processes on one key (collect --shard i/n) take 1/n each
         self.buckets: dict[str, Bucket] = {d: Bucket(v) for d, v in self.ceilings.items() if v}
         self.learned: dict[str, float] = {}  # per-minute limits read from the provider's headers
 
@@ -114,7 +115,7 @@ class RateLimiter:
                 continue
             self.learned[dim] = limit
             ceiling = self.ceilings[dim]
-            rate = min(limit, ceiling) if ceiling else limit
+            rate = min(limit * self.share, ceiling) if ceiling else limit * self.share
             bucket = self.buckets.get(dim)
             if bucket is None:
                 bucket = self.buckets[dim] = Bucket(rate)
@@ -123,7 +124,7 @@ class RateLimiter:
             remaining = _number(headers.get(h_remaining))
             if remaining is None:
                 continue
-            bucket.lower_to(remaining)
+            bucket.lower_to(remaining * self.share)
 
 
 def _number(raw: str | None) -> float | None:

@@ -40,7 +40,8 @@ class ChatRunner:
         self.cache = cache
         self.budget = budget or Budget(None)
         self.stats = stats if stats is not None else RunStats()
-        self.limiter = RateLimiter(self.ep.rpm, self.ep.tpm, self.ep.input_tpm, self.ep.output_tpm)
+        self.limiter = RateLimiter(self.ep.rpm, self.ep.tpm, self.ep.input_tpm, self.ep.output_tpm,
+                                   share=self.ep.limit_share)
         self._cooldown_until = 0.0
         self._consecutive_failures = 0
         self._stop: str | None = None

@@ -85,3 +85,35 @@ def test_no_limits_never_wait() -> None:
         lim.settle(10, 10_000)
 
     assert _timed(go) < 0.5
+
+
+def test_a_share_of_the_announced_limits_is_what_one_of_n_processes_paces_to() -> None:
+    """`collect --shard i/n` runs n processes on one key: each paces to 1/n of what the headers announce (and of
+    what they say remains), so together they stay inside the provider's limit."""
+    headers = {"x-ratelimit-limit-requests": "600", "x-ratelimit-remaining-requests": "400",
+               "x-ratelimit-limit-tokens": "90000", "x-ratelimit-remaining-tokens": "90000"}
+    whole, half = RateLimiter(None, None), RateLimiter(None, None, share=0.5)
+    for lim in (whole, half):
+        lim.observe(headers)
+    assert whole.buckets["requests"].per_minute == 600 and half.buckets["requests"].per_minute == 300
+    assert half.buckets["tokens"].per_minute == 45000
+    assert half.learned["requests"] == 600  # what the provider said is recorded as said
+    capped = RateLimiter(100, None, share=0.5)  # a configured ceiling below the share still wins
+    capped.observe(headers)
+    assert capped.buckets["requests"].per_minute == 100
+
+
+def test_shard_config_splits_every_limit_and_says_so() -> None:
+    from distill.collect.config import CollectConfig
+    from distill.collect.shard import shard_config
+
+    cfg = CollectConfig.model_validate({
+        "prompts": {"path": "p.jsonl", "field": "q"}, "budget_usd": 4.0,
+        "teachers": [{"name": "t", "api_key": "k", "model": "m", "concurrency": 8, "rpm": 600, "tpm": 1000,
+                      "input_tpm": 800, "output_tpm": 200}]})
+    part, lines = shard_config(cfg, 4)
+    t = part.teachers[0]
+    assert (part.budget_usd, t.concurrency, t.rpm, t.tpm, t.input_tpm, t.output_tpm, t.limit_share) == \
+        (1.0, 2, 150, 250, 200, 50, 0.25)
+    said = " ".join(lines)
+    assert "input_tpm 200 of 800" in said and "output_tpm 50 of 200" in said and "0.25 of the limits" in said
