@@ -23,7 +23,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from distill.collect.estimate import TokenCounter, pilot_indices, t975, total_interval
+from distill.collect.estimate import pilot_indices, t975, total_interval
+from distill.tokens import TokenCounter
 from distill.eval_config import EvalConfig, EvalModel
 from distill.llm import ChatRequest, ChatRunner, ResponseCache
 from distill.llm.budget import Budget, prompt_token_bound

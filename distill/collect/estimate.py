@@ -17,55 +17,9 @@ from distill.errors import DistillError
 from distill.llm import ChatRequest, ChatRunner, EndpointConfig, request_model, ResponseCache
 from distill.llm.budget import Budget
 from distill.llm.pricing import Price
-from distill.llm.request import estimate_prompt_tokens
 from distill.progress import console
 from distill.collect.config import EstimateConfig
-
-
-_OPENAI_PREFIXES = ("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding", "davinci", "babbage")
-
-
-class TokenCounter:
-    """Counts chat prompt tokens by the best method available; `method` says which was used."""
-
-    def __init__(self, model: str, tokenizer_dir: str | None, field: str = "collect.estimate.tokenizer"):
-        self.method = "chars/4"
-        self._enc: Any = None
-        self._hf: Any = None
-        name = model.lower().rsplit("/", 1)[-1]
-        reasons = []
-        if name.startswith(_OPENAI_PREFIXES):
-            try:
-                import tiktoken
-
-                try:
-                    self._enc = tiktoken.encoding_for_model(name)
-                except KeyError:
-                    self._enc = tiktoken.get_encoding("o200k_base")
-                self.method = f"tiktoken ({self._enc.name})"
-                return
-            except Exception as e:  # noqa: BLE001 - offline boxes cannot fetch the BPE files
-                reasons.append(f"tiktoken unavailable: {type(e).__name__}")
-        if tokenizer_dir:
-            from transformers import AutoTokenizer
-
-            try:
-                self._hf = AutoTokenizer.from_pretrained(tokenizer_dir)
-            except Exception as e:  # noqa: BLE001
-                raise DistillError(f"{field}: cannot load {tokenizer_dir!r} ({type(e).__name__}: {e})") from None
-            self.method = f"tokenizer {tokenizer_dir}"
-            return
-        if reasons:
-            self.method = f"chars/4 ({'; '.join(reasons)})"
-
-    def count(self, messages: list[dict[str, Any]]) -> int:
-        if self._enc is not None:  # OpenAI's chat accounting: 3 tokens per message + 3 to prime the reply
-            return sum(len(self._enc.encode(str(m.get("content") or ""))) + 3 for m in messages) + 3
-        if self._hf is not None:
-            if getattr(self._hf, "chat_template", None):
-                return len(self._hf.apply_chat_template(messages, tokenize=True, add_generation_prompt=True))
-            return len(self._hf.encode("\n".join(str(m.get("content") or "") for m in messages)))
-        return estimate_prompt_tokens(messages)
+from distill.tokens import TokenCounter
 
 
 # two-sided 95% Student t quantiles by degrees of freedom (a pilot of 5 has 4); 1.96 past 30
@@ -109,7 +63,7 @@ def estimate_teacher(ep: EndpointConfig, ds: Any, cache: ResponseCache, est: Est
             f"no price for model {ep.model!r} (teacher '{ep.name}'): set `price: {{prompt: X, completion: Y}}` "
             f"($ per 1M tokens) under that teacher in collect.teachers"
         )
-    counter = TokenCounter(ep.model, est.tokenizer)
+    counter = TokenCounter(ep.model, est.tokenizer, field="collect.estimate.tokenizer")
     n = ep.params.n
     uncached_rows: list[int] = []
     prompt_tokens = 0

@@ -28,7 +28,7 @@ from distill.curate.step import Rows, Step, keep_column, record_filter
 from distill.curate.verify import UNVERIFIABLE, rejection_step, verify_step
 from distill.errors import ConfigError, InputError
 from distill.progress import console
-from distill.tokens import approx_tokens
+from distill.tokens import TokenCounter
 
 STEPS: tuple[Step, ...] = (
     record_filter("errors", filters.errors_keep),
@@ -60,30 +60,11 @@ def needed_columns(cfg: CurateConfig) -> list[str]:
     return out
 
 
-class TokenCounter:
-    """Token counts: the student's tokenizer when configured, else a chars/4 estimate (said in summary.json)."""
-
-    def __init__(self, path: str | None):
-        self.path = path
-        self.tok = None
-        if path:
-            if not Path(path).is_dir():
-                raise ConfigError(f"curate.student_tokenizer: {path!r} is not a local tokenizer directory")
-            from transformers import AutoTokenizer
-
-            try:
-                self.tok = AutoTokenizer.from_pretrained(path)
-            except (OSError, ValueError) as err:
-                raise ConfigError(f"curate.student_tokenizer: cannot load a tokenizer from {path!r} ({err})") from None
-
-    @property
-    def method(self) -> str:
-        return f"student tokenizer ({self.path})" if self.tok is not None else "estimate: ceil(chars / 4)"
-
-    def __call__(self, texts: list[str]) -> list[int]:
-        if self.tok is None:
-            return [approx_tokens(t) for t in texts]
-        return [len(ids) for ids in self.tok(texts, add_special_tokens=False)["input_ids"]]
+def token_counter(path: str | None) -> TokenCounter:
+    """Curate's token counts: the student's tokenizer (a local directory) when configured, else chars/4."""
+    if path and not Path(path).is_dir():
+        raise ConfigError(f"curate.student_tokenizer: {path!r} is not a local tokenizer directory")
+    return TokenCounter(None, path, field="curate.student_tokenizer")
 
 
 def _prompt_text(messages: list[dict[str, Any]]) -> str:
@@ -100,12 +81,12 @@ def _prepare(batch: dict[str, list[Any]], per_record: list[tuple[str, Any, Any]]
     # in field mode the trace sits in its own key, but it is trained on all the same: count and dedup it
     seen = "think" if mode == "field" else mode
     assistant = [assistant_text(a, r, seen) for a, r in zip(answers, batch["reasoning"])]
-    out["assistant_tokens"] = counter(assistant)
+    out["assistant_tokens"] = counter.texts(assistant)
     if mode != "drop":  # the trace is trained on too, so dedup and decontamination must see it
         out["_assistant"] = assistant
-    out["_prompt_tokens"] = counter(prompts)
-    out["_trace_tokens"] = counter([r or "" for r in batch["reasoning"]])
-    out["_answer_tokens"] = out["assistant_tokens"] if mode == "drop" else counter(answers)
+    out["_prompt_tokens"] = counter.texts(prompts)
+    out["_trace_tokens"] = counter.texts([r or "" for r in batch["reasoning"]])
+    out["_answer_tokens"] = out["assistant_tokens"] if mode == "drop" else counter.texts(answers)
     view = {**batch, **out}
     for name, keep, section in per_record:
         out[keep_column(name)] = keep(view, section).tolist()
@@ -119,7 +100,7 @@ def prepare(records: Any, cfg: CurateConfig, timings: dict[str, float], executor
 
     executor = executor or LocalExecutor()
     t = time.monotonic()
-    counter = TokenCounter(cfg.student_tokenizer)
+    counter = token_counter(cfg.student_tokenizer)
     num_proc = cfg.num_proc if (cfg.num_proc > 1 and len(records) >= 20_000) else None
     per_record = [(s.name, s.per_record, s.config(cfg)) for s in STEPS
                   if s.per_record is not None and s.active(s.config(cfg))]
