@@ -313,6 +313,8 @@ def main() -> None:
     print(f"params: {args.ngram}-word shingles, {args.bands} bands x {args.rows} rows "
           f"({args.bands * args.rows} permutations), threshold {args.threshold} "
           f"(candidate probability at it {candidate_probability(args.threshold, args.bands, args.rows):.4f})")
+    if args.workdir:
+        Path(args.workdir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-dedup-", dir=args.workdir) as tmp:
         if args.compare_n:  # first: the speed ratio is the quick figure
             compare(args, Path(tmp))

@@ -258,12 +258,12 @@ def run_union(cfg: Any, r: int, force: bool) -> Path:
 def run_train_round(cfg: Any, rc: RoundsConfig, r: int, dataset: Path, force: bool) -> dict[str, Any]:
     from distill.train import run_train
 
-    update: dict[str, Any] = {"dataset": None}
+    update: dict[str, Any] = {"dataset": dataset}  # the union of every round so far, not this round's curate
     if rc.training == "continue" and r > 0:
         update["student"] = str(round_layout(cfg, r - 1).merged)
     if rc.steps_per_round is not None:
         update["max_steps"] = rc.steps_per_round
-    return run_train(cfg.train.model_copy(update=update), dataset, round_layout(cfg, r).train, force=force)
+    return run_train(cfg.train.model_copy(update=update), round_layout(cfg, r), force=force)
 
 
 # -- probe: the new student's score, failures and uncertainty ---------------------------------------------------------
