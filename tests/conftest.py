@@ -57,13 +57,34 @@ def fake_server(tmp_path: Path) -> Iterator[Callable[..., FakeServer]]:
             cmd += ["--completion-tokens", str(completion_tokens)]
         cmd += ["--batch-delay", str(batch_delay), "--prompt-tokens", prompt_tokens] + (["--batch-expire"] if batch_expire else [])
         cmd += ["--usage-cost-factor", str(usage_cost_factor)]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith("PORT "), f"fake server did not start: {line!r}"
-        srv = FakeServer(proc, int(line.split()[1]), log)
-        started.append(srv)
-        return srv
+        started.append(launch(cmd, log))
+        return started[-1]
+
+    yield start
+    for s in started:
+        s.stop()
+
+
+def launch(cmd: list[str], log: Path) -> FakeServer:
+    """Start a fake server process and wait for the `PORT n` line it prints when it listens."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.startswith("PORT "), f"fake server {cmd[2]} did not start: {line!r}"
+    return FakeServer(proc, int(line.split()[1]), log)
+
+
+@pytest.fixture
+def fake_api(tmp_path: Path) -> Iterator[Callable[..., FakeServer]]:
+    """Factory for either fake by its flags: `fake_api("anthropic", "--api-key", K, "--fault", "overloaded=0.2")`
+    (`python -m distill.devtools.fake_<kind>`) -> a live server."""
+    started: list[FakeServer] = []
+
+    def start(kind: str, *flags: str) -> FakeServer:
+        log = tmp_path / f"served-{kind}-{len(started)}.jsonl"
+        started.append(launch([sys.executable, "-m", f"distill.devtools.fake_{kind}", "--port", "0", "--log",
+                               str(log), *flags], log))
+        return started[-1]
 
     yield start
     for s in started:

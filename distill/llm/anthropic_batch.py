@@ -154,27 +154,11 @@ class AnthropicBatchRunner(BatchRunner):
         return None
 
     # -- poll and collect ------------------------------------------------------------------------------------
-    def poll(self, on_result: OnResult) -> dict[str, Any]:
-        done = total = 0
-        for c in self.state["chunks"]:
-            total += c["requests"]
-            if c["state"] == "done":
-                done += c["requests"]
-                continue
-            if c["state"] != "submitted":
-                continue
-            b = self._call("batch retrieve", lambda c=c: self.client.messages.batches.retrieve(c["batch_id"]))
-            c["status"] = b.processing_status
-            if b.processing_status == "ended":
-                self._finish(c, b, on_result)
-                done += c["requests"]
-            else:
-                n = b.request_counts
-                done += n.succeeded + n.errored + n.canceled + n.expired
-        st = {"done": done, "total": total, "active": len(self.active),
-              "statuses": " ".join(str(c["status"]) for c in self.active)}
-        self.on_poll(st)
-        return st
+    def _retrieve(self, c: dict[str, Any]) -> tuple[Any, str, bool, int]:
+        b = self._call("batch retrieve", lambda: self.client.messages.batches.retrieve(c["batch_id"]))
+        n = b.request_counts
+        return (b, b.processing_status, b.processing_status == "ended",
+                n.succeeded + n.errored + n.canceled + n.expired)
 
     def _finish(self, c: dict[str, Any], b: Any, on_result: OnResult) -> None:
         by_sent = {f"{c['nonce']}-{j}": ln["custom_id"] for j, ln in enumerate(self._lines(c))}

@@ -255,18 +255,23 @@ class BatchRunner:
                 continue
             if c["state"] != "submitted":
                 continue
-            b = self._call("batch retrieve", lambda: self.client.batches.retrieve(c["batch_id"]))
-            c["status"] = b.status
-            counts = b.request_counts
-            if b.status in TERMINAL:
+            b, c["status"], ended, finished = self._retrieve(c)
+            if ended:
                 self._finish(c, b, on_result)
                 done += c["requests"]
-            elif counts is not None:
-                done += counts.completed + counts.failed
+            else:
+                done += finished
         st = {"done": done, "total": total, "active": len(self.active),
               "statuses": " ".join(str(c["status"]) for c in self.active)}
         self.on_poll(st)
         return st
+
+    def _retrieve(self, c: dict[str, Any]) -> tuple[Any, str, bool, int]:
+        """(batch, status, whether it ended, requests finished so far) of a submitted chunk, in the provider's
+        words: the one part of polling that differs between batch APIs."""
+        b = self._call("batch retrieve", lambda: self.client.batches.retrieve(c["batch_id"]))
+        counts = b.request_counts
+        return b, b.status, b.status in TERMINAL, (counts.completed + counts.failed) if counts is not None else 0
 
     def _rejected(self, c: dict[str, Any], b: Any) -> DistillError:
         """A batch the server refused as a whole: the error names the prompts and fields it objected to."""

@@ -12,7 +12,6 @@ import yaml
 
 from distill.cli import main
 from distill.collect import load_records
-from tests.fakes import fake_api  # noqa: F401 - fixture
 from tests.collect.test_collect import KEY, write_config
 from tests.paths import FIXTURES
 

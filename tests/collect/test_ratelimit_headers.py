@@ -14,7 +14,6 @@ import pytest
 
 from distill.cli import main
 from distill.llm.ratelimit import RateLimiter
-from tests.fakes import fake_api  # noqa: F401 - fixture
 from tests.collect.test_anthropic import anthropic_config
 from tests.collect.test_collect import KEY, write_config
 
