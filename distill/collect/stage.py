@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -160,9 +161,9 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Run
     rows: list[dict[str, Any]] = []
     shard = 0
     written = 0
-    dropped = 0
     parse_failed = 0
     statuses: Counter[str] = Counter()
+    tally: Counter[str] = Counter()  # truncated answers dropped (`on_truncated: drop`)
 
     def flush() -> None:
         nonlocal shard, rows
@@ -177,10 +178,9 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Run
         shard += 1
         rows = []
 
-    multi = later is not None
-
     def emit(row: dict[str, Any]) -> None:
         nonlocal parse_failed, written
+        statuses[row["reasoning_status"] or "absent"] += 1
         if parser is not None and not parser.apply(row, failures):
             parse_failed += 1
             return
@@ -190,42 +190,47 @@ def _export(cfg: CollectConfig, ds: Any, cache: ResponseCache, runners: list[Run
             flush()
 
     for runner in runners:
-        n = runner.ep.params.n
-        retry = retries.get(runner.ep.name)
-        for start in range(0, len(ds), 1000):
-            batch = ds[start : start + 1000]
-            keys = [runner.model.sample_keys(m, list(range(n))) for m in batch["messages"]]
-            rkeys = [retry.model.sample_keys(m, list(range(n))) for m in batch["messages"]] if retry else keys
-            found = cache.get_many([k for ks in keys for k in ks] + ([k for ks in rkeys for k in ks] if retry else []))
-            for j, ks in enumerate(keys):
-                for k, rk in zip(ks, rkeys[j], strict=True):
-                    rec = found.get(k)
-                    if rec is None:
-                        continue
-                    length_retry = False
-                    if rec.get("finish_reason") == "length":
-                        if retry is not None and rk in found:
-                            rec, length_retry = found[rk], True
-                        elif cfg.on_truncated == "drop":
-                            dropped += 1
-                            continue
-                    row = {c: rec.get(c) for c in RECORD_COLUMNS}
-                    row["length_retry"] = length_retry
-                    statuses[row["reasoning_status"] or "absent"] += 1
-                    row.update(prompt_id=batch["prompt_id"][j], teacher=runner.ep.name,
-                               messages=runner.model.full_messages(batch["messages"][j]),
-                               reference=batch["reference"][j], metadata=batch["metadata"][j])
-                    if multi:
-                        row.update(turn=1, user_source=None, user_response_id=None)
-                    emit(row)
+        for row in _first_turn_rows(cfg, ds, cache, runner, retries.get(runner.ep.name), later is not None, tally):
+            emit(row)
         if later:
             from distill.collect.conversation import turn_rows
 
             for row in turn_rows(later.get(runner.ep.name, []), ds, runner, RECORD_COLUMNS):
-                statuses[row["reasoning_status"] or "absent"] += 1
                 emit(row)
     flush()
-    return written, dropped, dict(statuses), parse_failed
+    return written, tally["dropped"], dict(statuses), parse_failed
+
+
+def _first_turn_rows(cfg: CollectConfig, ds: Any, cache: ResponseCache, runner: Runner, retry: ChatRunner | None,
+                     multi: bool, tally: Counter[str]) -> Iterator[dict[str, Any]]:
+    """One teacher's cached records in prompt order, each truncated answer replaced by its longer retry when there
+    is one, or dropped (counted in `tally["dropped"]`) under `on_truncated: drop`."""
+    n = runner.ep.params.n
+    for start in range(0, len(ds), 1000):
+        batch = ds[start : start + 1000]
+        keys = [runner.model.sample_keys(m, list(range(n))) for m in batch["messages"]]
+        rkeys = [retry.model.sample_keys(m, list(range(n))) for m in batch["messages"]] if retry else keys
+        found = cache.get_many([k for ks in keys for k in ks] + ([k for ks in rkeys for k in ks] if retry else []))
+        for j, ks in enumerate(keys):
+            for k, rk in zip(ks, rkeys[j], strict=True):
+                rec = found.get(k)
+                if rec is None:
+                    continue
+                length_retry = False
+                if rec.get("finish_reason") == "length":
+                    if retry is not None and rk in found:
+                        rec, length_retry = found[rk], True
+                    elif cfg.on_truncated == "drop":
+                        tally["dropped"] += 1
+                        continue
+                row = {c: rec.get(c) for c in RECORD_COLUMNS}
+                row["length_retry"] = length_retry
+                row.update(prompt_id=batch["prompt_id"][j], teacher=runner.ep.name,
+                           messages=runner.model.full_messages(batch["messages"][j]),
+                           reference=batch["reference"][j], metadata=batch["metadata"][j])
+                if multi:
+                    row.update(turn=1, user_source=None, user_response_id=None)
+                yield row
 
 
 def code_hashes(cfg: CollectConfig) -> dict[str, str]:
