@@ -31,7 +31,6 @@ import asyncio
 import hashlib
 import json
 import re
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,6 +38,7 @@ from typing import Any
 from aiohttp import web
 
 from distill.devtools.fake_limits import FakeLimits, parse_limits
+from distill.devtools.fakeserve import add_common_args, listen, parse_faults, run
 from distill.devtools.fake_openai import FakeOpenAI
 
 FAULTS = ("rate_limit", "overloaded", "server_error", "timeout", "drop", "malformed")
@@ -317,51 +317,20 @@ class FakeAnthropic(FakeOpenAI):
         return app
 
 
-def parse_faults(items: list[str]) -> dict[str, float]:
-    out = {}
-    for item in items:
-        kind, _, p = item.partition("=")
-        if kind not in FAULTS:
-            raise SystemExit(f"unknown fault {kind!r}; choose from {', '.join(FAULTS)}")
-        out[kind] = float(p)
-    return out
-
-
 async def serve(args: argparse.Namespace) -> None:
     limits = FakeLimits(parse_limits(args.limits), "anthropic", advertise=not args.silent_limits) if args.limits else None
-    fake = FakeAnthropic(args.latency, parse_faults(args.fault), args.api_key, args.log, args.hang, args.retry_after,
-                         args.completion_tokens, batch_delay=args.batch_delay, batch_expire=args.batch_expire,
-                         limits=limits, batch_hold=args.batch_hold, lose_creates=args.lose_batch_creates)
-    runner = web.AppRunner(fake.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=4096)
-    await site.start()
-    print(f"PORT {site._server.sockets[0].getsockname()[1]}", flush=True)  # type: ignore[union-attr]
-    await asyncio.Event().wait()
+    fake = FakeAnthropic(args.latency, parse_faults(args.fault, FAULTS), args.api_key, args.log, args.hang,
+                         args.retry_after, args.completion_tokens, batch_delay=args.batch_delay,
+                         batch_expire=args.batch_expire, limits=limits, batch_hold=args.batch_hold,
+                         lose_creates=args.lose_batch_creates)
+    await listen(fake.app(), args.port)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
-    ap.add_argument("--fault", action="append", default=[], help="KIND=PROBABILITY, repeatable")
-    ap.add_argument("--api-key", default=None, help="require this x-api-key (else 401)")
-    ap.add_argument("--log", default=None, help="append one JSON line per request served")
-    ap.add_argument("--hang", type=float, default=60.0, help="how long a 'timeout' fault hangs")
-    ap.add_argument("--retry-after", type=float, default=0.05, help="retry-after seconds sent with 429 / 529")
-    ap.add_argument("--completion-tokens", type=int, default=None, help="fixed answer length in tokens")
-    ap.add_argument("--limits", default="", help="per-minute limits: requests=N,input_tokens=N,output_tokens=N")
-    ap.add_argument("--silent-limits", action="store_true", help="enforce --limits without the headers")
-    ap.add_argument("--batch-delay", type=float, default=1.0, help="seconds until a batch ends")
-    ap.add_argument("--batch-hold", type=int, default=0, help="the first N batches end only when cancelled")
-    ap.add_argument("--batch-expire", action="store_true", help="batches end with half their requests expired")
-    ap.add_argument("--lose-batch-creates", type=int, default=0,
-                    help="the first N batch creates succeed but are answered 500")
+    add_common_args(ap, limit_dims="requests=N,input_tokens=N,output_tokens=N (anthropic-ratelimit-*)")
     args = ap.parse_args()
-    try:
-        asyncio.run(serve(args))
-    except KeyboardInterrupt:
-        sys.exit(0)
+    run(lambda: serve(args))
 
 
 if __name__ == "__main__":

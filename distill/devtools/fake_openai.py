@@ -35,7 +35,6 @@ import asyncio
 import hashlib
 import json
 import re
-import sys
 import time
 from collections import defaultdict
 from typing import Any
@@ -43,6 +42,7 @@ from typing import Any
 from aiohttp import web
 
 from distill.devtools.fake_limits import FakeLimits, parse_limits
+from distill.devtools.fakeserve import add_common_args, listen, parse_faults, run
 
 FAULTS = ("rate_limit", "server_error", "timeout", "drop", "malformed", "empty_choices")
 
@@ -471,64 +471,24 @@ def _add_reasoning(message: dict[str, Any], shape: str, trace: str) -> None:
         message["thinking_blocks"] = [{"thought": trace}]
 
 
-def parse_faults(items: list[str]) -> dict[str, float]:
-    out = {}
-    for item in items:
-        kind, _, p = item.partition("=")
-        if kind not in FAULTS:
-            raise SystemExit(f"unknown fault {kind!r}; choose from {', '.join(FAULTS)}")
-        out[kind] = float(p)
-    return out
-
-
 async def serve(args: argparse.Namespace) -> None:
     limits = FakeLimits(parse_limits(args.limits), "openai", advertise=not args.silent_limits) if args.limits else None
-    fake = FakeOpenAI(args.latency, parse_faults(args.fault), args.api_key, args.log, args.hang,
+    fake = FakeOpenAI(args.latency, parse_faults(args.fault, FAULTS), args.api_key, args.log, args.hang,
                       args.retry_after, args.completion_tokens, batch_delay=args.batch_delay,
                       batch_expire=args.batch_expire, prompt_tokens=args.prompt_tokens, batch_hold=args.batch_hold,
                       lose_creates=args.lose_batch_creates, limits=limits, usage_cost_factor=args.usage_cost_factor)
-    runner = web.AppRunner(fake.app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", args.port, backlog=4096)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    print(f"PORT {port}", flush=True)
-    await asyncio.Event().wait()
+    await listen(fake.app(), args.port)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
-    ap.add_argument("--fault", action="append", default=[], help="KIND=PROBABILITY, repeatable")
-    ap.add_argument("--api-key", default=None, help="require this key (else 401)")
-    ap.add_argument("--log", default=None, help="append one JSON line per request served")
-    ap.add_argument("--hang", type=float, default=60.0, help="how long a 'timeout' fault hangs")
-    ap.add_argument("--retry-after", type=float, default=0.05, help="Retry-After seconds sent with 429")
-    ap.add_argument("--completion-tokens", type=int, default=None, help="fixed answer length in tokens")
+    add_common_args(ap, limit_dims="requests=N,tokens=N (x-ratelimit-*)")
     ap.add_argument("--prompt-tokens", choices=("words", "bytes"), default="words",
                     help="usage.prompt_tokens: words + 4 per message, or UTF-8 bytes + 4 (a tokenizer's worst case)")
-    ap.add_argument("--batch-delay", type=float, default=1.0, help="seconds until a batch completes")
-    ap.add_argument("--batch-expire", action="store_true", help="batches expire with half their requests undone")
-    ap.add_argument("--batch-hold", type=int, default=0, help="the first N batches finish only when cancelled")
-    ap.add_argument("--lose-batch-creates", type=int, default=0,
-                    help="the first N batch creates succeed but are answered 500")
-    ap.add_argument("--limits", default="", help="per-minute limits enforced and sent as x-ratelimit-* headers: "
-                                                 "requests=N,tokens=N")
-    ap.add_argument("--silent-limits", action="store_true", help="enforce --limits without the headers")
     ap.add_argument("--usage-cost-factor", type=float, default=1.0,
                     help="usage.cost (when the body asks `usage: {include: true}`) = listed price x this")
     args = ap.parse_args()
-    try:
-        import uvloop  # type: ignore[import-not-found]
-
-        uvloop.install()
-    except ImportError:
-        pass
-    try:
-        asyncio.run(serve(args))
-    except KeyboardInterrupt:
-        sys.exit(0)
+    run(lambda: serve(args))
 
 
 if __name__ == "__main__":
