@@ -43,6 +43,7 @@ from aiohttp import web
 
 from distill.devtools.fake_limits import FakeLimits, parse_limits
 from distill.devtools.fakeserve import add_common_args, listen, parse_faults, run
+from distill.llm.structured import is_strict  # OpenAI's strict-mode rule, as the client checks it before sending
 
 FAULTS = ("rate_limit", "server_error", "timeout", "drop", "malformed", "empty_choices")
 
@@ -368,16 +369,6 @@ class FakeOpenAI:
         return app
 
 
-def _strict_ok(schema: Any) -> bool:
-    if isinstance(schema, dict):
-        if schema.get("type") == "object" or "properties" in schema:
-            props = schema.get("properties") or {}
-            if schema.get("additionalProperties") is not False or set(schema.get("required") or []) != set(props):
-                return False
-        return all(_strict_ok(v) for v in schema.values())
-    return all(_strict_ok(v) for v in schema) if isinstance(schema, list) else True
-
-
 def _bad_response_format(fmt: Any) -> str | None:
     """OpenAI's checks of `response_format` (its 400 wording, shortened); None when it would be accepted."""
     if fmt is None:
@@ -391,7 +382,7 @@ def _bad_response_format(fmt: Any) -> str | None:
         return "Missing required parameter: 'response_format.json_schema.schema'."
     if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", str(js.get("name", ""))):
         return "Invalid 'response_format.json_schema.name': must match ^[a-zA-Z0-9_-]{1,64}$."
-    if js.get("strict") and not _strict_ok(js["schema"]):
+    if js.get("strict") and not is_strict(js["schema"]):
         return ("Invalid schema for response_format '%s': 'additionalProperties' is required to be supplied and to be "
                 "false, and 'required' must include every key in 'properties'." % js.get("name"))
     return None

@@ -49,16 +49,16 @@ class StructuredOutput:
             return None, f"the answer does not match the response_format: {err}"
 
 
-def _is_strict(schema: Any) -> bool:
+def is_strict(schema: Any) -> bool:
     """OpenAI strict mode's rules: every object lists all its properties as required and allows no others."""
     if isinstance(schema, dict):
         if schema.get("type") == "object" or "properties" in schema:
             props = schema.get("properties") or {}
             if schema.get("additionalProperties") is not False or set(schema.get("required") or []) != set(props):
                 return False
-        return all(_is_strict(v) for v in schema.values())
+        return all(is_strict(v) for v in schema.values())
     if isinstance(schema, list):
-        return all(_is_strict(v) for v in schema)
+        return all(is_strict(v) for v in schema)
     return True
 
 
@@ -87,7 +87,7 @@ def _schema_validator(schema: dict[str, Any], key: str) -> Callable[[Any], Any]:
 
 
 def _wire(name: str, schema: dict[str, Any], strict: bool | None) -> dict[str, Any]:
-    strict = _is_strict(schema) if strict is None else strict
+    strict = is_strict(schema) if strict is None else strict
     return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": strict}}
 
 
